@@ -1,0 +1,320 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `#[repr(C)]` mirrors of every structure, enum and constant that crosses
+//! the C/Rust boundary, and the table of facts the ABI guard checks.
+//!
+//! The kernel build runs `uml-abi-guard` (src/bin) to turn [`ABI_FACTS`] into
+//! a C file that includes the kernel's own headers and asserts every size,
+//! alignment, field offset, bit position and constant at compile time. A
+//! mismatch fails `make ARCH=um` with the fact that differs.
+
+use core::ffi::c_int;
+use core::mem::{align_of, offset_of, size_of};
+
+/// `struct uml_stat` (os.h).
+#[cfg(not(feature = "abi-guard-selftest"))]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UmlStat {
+    pub ust_dev: c_int,
+    pub ust_ino: u64,
+    pub ust_mode: c_int,
+    pub ust_nlink: c_int,
+    pub ust_uid: c_int,
+    pub ust_gid: c_int,
+    pub ust_size: u64,
+    pub ust_blksize: c_int,
+    pub ust_blocks: u64,
+    pub ust_atime: core::ffi::c_ulong,
+    pub ust_mtime: core::ffi::c_ulong,
+    pub ust_ctime: core::ffi::c_ulong,
+}
+
+/// A deliberately wrong `struct uml_stat` (uid and gid swapped), built only
+/// by the ABI guard's self-test to prove the kernel build rejects it.
+#[cfg(feature = "abi-guard-selftest")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UmlStat {
+    pub ust_dev: c_int,
+    pub ust_ino: u64,
+    pub ust_mode: c_int,
+    pub ust_nlink: c_int,
+    pub ust_gid: c_int,
+    pub ust_uid: c_int,
+    pub ust_size: u64,
+    pub ust_blksize: c_int,
+    pub ust_blocks: u64,
+    pub ust_atime: core::ffi::c_ulong,
+    pub ust_mtime: core::ffi::c_ulong,
+    pub ust_ctime: core::ffi::c_ulong,
+}
+
+/// `struct openflags` (os.h): eight one-bit fields in one `unsigned int`,
+/// passed by value. Mirrored as the underlying word; the bit of each field is
+/// checked by the ABI guard.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenFlags(pub u32);
+
+impl OpenFlags {
+    pub const R: u32 = 1 << 0;
+    pub const W: u32 = 1 << 1;
+    /// O_SYNC
+    pub const S: u32 = 1 << 2;
+    /// O_CREAT
+    pub const C: u32 = 1 << 3;
+    /// O_TRUNC
+    pub const T: u32 = 1 << 4;
+    /// O_APPEND
+    pub const A: u32 = 1 << 5;
+    /// O_EXCL
+    pub const E: u32 = 1 << 6;
+    /// FD_CLOEXEC
+    pub const CL: u32 = 1 << 7;
+
+    pub const fn has(self, bit: u32) -> bool {
+        self.0 & bit != 0
+    }
+}
+
+/// `OS_TYPE_*` (os.h): the result of `os_file_type`.
+pub mod os_type {
+    pub const FILE: i32 = 1;
+    pub const DIR: i32 = 2;
+    pub const SYMLINK: i32 = 3;
+    pub const CHARDEV: i32 = 4;
+    pub const BLOCKDEV: i32 = 5;
+    pub const FIFO: i32 = 6;
+    pub const SOCK: i32 = 7;
+}
+
+/// `OS_ACC_*` (os.h): `os_access` modes.
+pub mod os_acc {
+    pub const F_OK: i32 = 0;
+    pub const X_OK: i32 = 1;
+    pub const W_OK: i32 = 2;
+    pub const R_OK: i32 = 4;
+}
+
+/// `OS_SENDMSG_MAX_FDS` (os.h).
+pub const OS_SENDMSG_MAX_FDS: usize = 8;
+
+/// `enum um_irq_type` (irq_user.h).
+pub mod um_irq_type {
+    pub const IRQ_READ: i32 = 0;
+    pub const IRQ_WRITE: i32 = 1;
+    pub const NUM_IRQ_TYPES: i32 = 2;
+}
+
+/// One fact the ABI guard asserts against the kernel's C headers.
+#[derive(Clone, Copy, Debug)]
+pub enum AbiFact {
+    /// `sizeof(c_type) == value`
+    Size { c_type: &'static str, value: usize },
+    /// `_Alignof(c_type) == value`
+    Align { c_type: &'static str, value: usize },
+    /// `offsetof(c_type, field) == value`
+    Offset { c_type: &'static str, field: &'static str, value: usize },
+    /// `sizeof(((c_type *)0)->field) == value`
+    FieldSize { c_type: &'static str, field: &'static str, value: usize },
+    /// A one-bit bitfield `field` of `c_type` (whose storage is `word`) sets
+    /// exactly bit `bit` of the word.
+    Bit { c_type: &'static str, word: &'static str, field: &'static str, bit: u32 },
+    /// The C integer constant expression `c_expr` equals `value`.
+    Const { c_expr: &'static str, value: i64 },
+}
+
+macro_rules! struct_facts {
+    ($rust:ty, $c:literal, [$($field:ident),* $(,)?]) => {
+        [
+            AbiFact::Size { c_type: $c, value: size_of::<$rust>() },
+            AbiFact::Align { c_type: $c, value: align_of::<$rust>() },
+            $(AbiFact::Offset { c_type: $c, field: stringify!($field), value: offset_of!($rust, $field) },)*
+        ]
+    };
+}
+
+const UML_STAT: [AbiFact; 14] = struct_facts!(
+    UmlStat,
+    "struct uml_stat",
+    [
+        ust_dev,
+        ust_ino,
+        ust_mode,
+        ust_nlink,
+        ust_uid,
+        ust_gid,
+        ust_size,
+        ust_blksize,
+        ust_blocks,
+        ust_atime,
+        ust_mtime,
+        ust_ctime
+    ]
+);
+
+const fn bit(field: &'static str, mask: u32) -> AbiFact {
+    AbiFact::Bit { c_type: "struct openflags", word: "unsigned int", field, bit: mask.trailing_zeros() }
+}
+
+const OPENFLAGS: [AbiFact; 10] = [
+    AbiFact::Size { c_type: "struct openflags", value: size_of::<OpenFlags>() },
+    AbiFact::Align { c_type: "struct openflags", value: align_of::<OpenFlags>() },
+    bit("r", OpenFlags::R),
+    bit("w", OpenFlags::W),
+    bit("s", OpenFlags::S),
+    bit("c", OpenFlags::C),
+    bit("t", OpenFlags::T),
+    bit("a", OpenFlags::A),
+    bit("e", OpenFlags::E),
+    bit("cl", OpenFlags::CL),
+];
+
+const fn konst(c_expr: &'static str, value: i64) -> AbiFact {
+    AbiFact::Const { c_expr, value }
+}
+
+const CONSTANTS: [AbiFact; 15] = [
+    konst("OS_TYPE_FILE", os_type::FILE as i64),
+    konst("OS_TYPE_DIR", os_type::DIR as i64),
+    konst("OS_TYPE_SYMLINK", os_type::SYMLINK as i64),
+    konst("OS_TYPE_CHARDEV", os_type::CHARDEV as i64),
+    konst("OS_TYPE_BLOCKDEV", os_type::BLOCKDEV as i64),
+    konst("OS_TYPE_FIFO", os_type::FIFO as i64),
+    konst("OS_TYPE_SOCK", os_type::SOCK as i64),
+    konst("OS_ACC_F_OK", os_acc::F_OK as i64),
+    konst("OS_ACC_X_OK", os_acc::X_OK as i64),
+    konst("OS_ACC_W_OK", os_acc::W_OK as i64),
+    konst("OS_ACC_R_OK", os_acc::R_OK as i64),
+    konst("OS_SENDMSG_MAX_FDS", OS_SENDMSG_MAX_FDS as i64),
+    konst("IRQ_READ", um_irq_type::IRQ_READ as i64),
+    konst("IRQ_WRITE", um_irq_type::IRQ_WRITE as i64),
+    konst("NUM_IRQ_TYPES", um_irq_type::NUM_IRQ_TYPES as i64),
+];
+
+use crate::kernel::sections::UmlParam;
+
+const UML_PARAM: [AbiFact; 4] = [
+    AbiFact::Size { c_type: "struct uml_param", value: size_of::<UmlParam>() },
+    AbiFact::Align { c_type: "struct uml_param", value: align_of::<UmlParam>() },
+    AbiFact::Offset { c_type: "struct uml_param", field: "str", value: offset_of!(UmlParam, str) },
+    AbiFact::Offset {
+        c_type: "struct uml_param",
+        field: "setup_func",
+        value: offset_of!(UmlParam, setup_func),
+    },
+];
+
+/// The kernel headers (arch/um/include/shared) the guard includes.
+pub const C_HEADERS: &[&str] = &["init.h", "os.h", "irq_user.h"];
+
+/// Every fact checked by the ABI guard.
+pub fn abi_facts() -> Vec<AbiFact> {
+    let mut facts = Vec::new();
+    facts.extend_from_slice(&UML_STAT);
+    facts.extend_from_slice(&OPENFLAGS);
+    facts.extend_from_slice(&CONSTANTS);
+    facts.extend_from_slice(&UML_PARAM);
+    facts
+}
+
+/// Renders the guard as a C translation unit. Sizes, alignments, offsets and
+/// constants are `_Static_assert`s; bitfield positions (not integer constant
+/// expressions in C) are folded by the compiler at -O2 and reported through a
+/// call to a function carrying `__attribute__((error))`, the technique of the
+/// kernel's own `BUILD_BUG_ON`.
+pub fn render_guard_c(facts: &[AbiFact]) -> String {
+    use std::fmt::Write;
+    let mut c = String::new();
+    c.push_str("// SPDX-License-Identifier: GPL-2.0\n");
+    c.push_str("/* Generated by arch-um-rs `uml-abi-guard`: do not edit. */\n");
+    c.push_str("#include <stddef.h>\n#include <string.h>\n");
+    for h in C_HEADERS {
+        let _ = writeln!(c, "#include <{h}>");
+    }
+    c.push_str("\n#define RUST_ABI(cond, what) _Static_assert(cond, \"arch-um-rs ABI mismatch: \" what)\n\n");
+    let mut bits = String::new();
+    for f in facts {
+        match *f {
+            AbiFact::Size { c_type, value } => {
+                let _ = writeln!(
+                    c,
+                    "RUST_ABI(sizeof({c_type}) == {value}, \"sizeof({c_type}) is {value} in Rust\");"
+                );
+            }
+            AbiFact::Align { c_type, value } => {
+                let _ = writeln!(
+                    c,
+                    "RUST_ABI(_Alignof({c_type}) == {value}, \"_Alignof({c_type}) is {value} in Rust\");"
+                );
+            }
+            AbiFact::Offset { c_type, field, value } => {
+                let _ = writeln!(
+                    c,
+                    "RUST_ABI(offsetof({c_type}, {field}) == {value}, \"offsetof({c_type}, {field}) is {value} in Rust\");"
+                );
+            }
+            AbiFact::FieldSize { c_type, field, value } => {
+                let _ = writeln!(
+                    c,
+                    "RUST_ABI(sizeof(((({c_type} *)0)->{field})) == {value}, \"sizeof({c_type}.{field}) is {value} in Rust\");"
+                );
+            }
+            AbiFact::Bit { c_type, word, field, bit } => {
+                let _ = writeln!(
+                    bits,
+                    "\t{{ {c_type} v = {{ 0 }}; {word} w; v.{field} = 1; memcpy(&w, &v, sizeof(w));\n\t  if (w != (({word})1 << {bit})) rust_abi_bit_mismatch_{c}(); }}",
+                    c = sanitize(&format!("{c_type}_{field}_{bit}")),
+                );
+                let _ = writeln!(
+                    c,
+                    "extern void rust_abi_bit_mismatch_{s}(void) __attribute__((error(\"arch-um-rs ABI mismatch: {c_type}.{field} is bit {bit} in Rust\")));",
+                    s = sanitize(&format!("{c_type}_{field}_{bit}")),
+                );
+            }
+            AbiFact::Const { c_expr, value } => {
+                let _ = writeln!(
+                    c,
+                    "RUST_ABI(({c_expr}) == {value}LL, \"{c_expr} is {value} in Rust\");"
+                );
+            }
+        }
+    }
+    c.push_str("\n/* Never called: exists so the compiler folds the bitfield checks. */\n");
+    c.push_str("void rust_abi_guard_bitfields(void);\nvoid rust_abi_guard_bitfields(void)\n{\n");
+    c.push_str(&bits);
+    c.push_str("}\n");
+    c
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars().map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '_' }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uml_stat_matches_x86_64_c_layout() {
+        // The layout gcc gives struct uml_stat on x86_64; the kernel build
+        // checks the same facts against the real header.
+        assert_eq!(size_of::<UmlStat>(), 80);
+        assert_eq!(offset_of!(UmlStat, ust_ino), 8);
+        assert_eq!(offset_of!(UmlStat, ust_size), 32);
+        assert_eq!(offset_of!(UmlStat, ust_blocks), 48);
+        assert_eq!(offset_of!(UmlStat, ust_ctime), 72);
+    }
+
+    #[test]
+    fn guard_mentions_every_fact() {
+        let facts = abi_facts();
+        let c = render_guard_c(&facts);
+        assert!(c.contains("offsetof(struct uml_stat, ust_blocks) == 48"));
+        assert!(c.contains("v.cl = 1"));
+        assert!(c.contains("(NUM_IRQ_TYPES) == 2LL"));
+        let bitfields = facts.iter().filter(|f| matches!(f, AbiFact::Bit { .. })).count();
+        assert_eq!(c.matches("\nRUST_ABI(").count(), facts.len() - bitfields);
+        assert_eq!(c.matches("__attribute__((error(").count(), bitfields);
+    }
+}

@@ -1,0 +1,9 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The C ABI of the os layer: one module per replaced `arch/um/os-Linux` file.
+//!
+//! Every function keeps the exact signature, negative-errno convention and
+//! EINTR behaviour of the C function it replaces. Functions are exported under
+//! their C name only with the matching `os-<file>` feature, via
+//! `#[cfg_attr(feature = "os-file", unsafe(no_mangle))]`.
+
+pub mod layout;
