@@ -7,3 +7,10 @@
 //! `#[cfg_attr(feature = "os-file", unsafe(no_mangle))]`.
 
 pub mod layout;
+pub mod file;
+pub mod tty;
+pub mod execvp;
+pub mod util;
+pub mod umid;
+pub mod time;
+pub mod irq;

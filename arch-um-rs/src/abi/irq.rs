@@ -1,0 +1,2 @@
+// SPDX-License-Identifier: GPL-2.0
+//! C ABI replacing arch/um/os-Linux/irq.c.
