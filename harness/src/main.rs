@@ -1,2 +1,63 @@
 // SPDX-License-Identifier: GPL-2.0
-fn main() {}
+//! uml-harness: builds, boots, tests and benchmarks UML kernels with the C and the Rust
+//! host layer. See `uml-harness --help`.
+
+mod abi_guard;
+mod archive;
+mod bench;
+mod boot;
+mod cli;
+mod initramfs;
+mod kbuild;
+mod kernel_src;
+mod paths;
+mod protocol;
+mod setup;
+mod signals;
+mod suite;
+mod sys;
+mod verify_link;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+
+use cli::{Cli, Command};
+use paths::Ctx;
+
+fn real_main() -> Result<i32> {
+    let cli = Cli::parse();
+    signals::install()?;
+    let ctx = Ctx::resolve(cli.cache, cli.kernel_src)?;
+    match cli.command {
+        Command::Setup(a) => setup::run(&ctx, &a)?,
+        Command::Build(a) => kbuild::run(&ctx, &a)?,
+        Command::Run(a) => return boot::run(&ctx, &a),
+        Command::VerifyLink(a) => verify_link::run(&ctx, &a)?,
+        Command::Initramfs => initramfs::run(&ctx)?,
+        Command::AbiGuardSelftest => abi_guard::selftest(&ctx)?,
+        Command::Test(a) => suite::run(&ctx, &a)?,
+        Command::Bench(mut a) => {
+            if a.json.as_os_str().is_empty() {
+                a.json = ctx.cache.join("bench.json");
+            }
+            bench::run(&ctx, &a)?
+        }
+    }
+    Ok(0)
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
+        Err(e) => {
+            if let Some(sig) = signals::interrupted() {
+                eprintln!("uml-harness: interrupted (signal {sig})");
+                return ExitCode::from(u8::try_from(128 + sig).unwrap_or(255));
+            }
+            eprintln!("uml-harness: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Command-line interface (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Builds, boots, tests and benchmarks User-Mode Linux kernels with the C and the Rust
+/// host layer.
+#[derive(Debug, Parser)]
+#[command(name = "uml-harness", version, about, long_about = None)]
+pub struct Cli {
+    /// Cache directory [default: $ARCH_UM_RS_CACHE, $XDG_CACHE_HOME/arch-um-rs or
+    /// ~/.cache/arch-um-rs].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Kernel source tree to build from instead of the cached copy of
+    /// /usr/src/linux-source-6.12.tar.xz [env: ARCH_UM_RS_KERNEL_SRC]. Must be 6.12.x.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub kernel_src: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check (and as root install) the host packages, unpack the kernel source and apply
+    /// the kernel-patches series.
+    Setup(SetupArgs),
+    /// Build a UML kernel (C or Rust host layer); prints the path of the kernel last.
+    Build(BuildArgs),
+    /// Boot a kernel with the harness initramfs and run CMD in it; exits with CMD's status.
+    Run(RunArgs),
+    /// Check which object defines every os-layer symbol of the migrated C files.
+    VerifyLink(VerifyLinkArgs),
+    /// Build (if needed) the initramfs and print its path.
+    Initramfs,
+    /// Show that the kernel build's ABI guard rejects a wrong Rust layout (needs a rust
+    /// build).
+    AbiGuardSelftest,
+    /// Run the in-guest test suites.
+    Test(TestArgs),
+    /// Run the benchmarks.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Only check the host packages; do not install them, do not touch the kernel source.
+    #[arg(long)]
+    pub check_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Which host layer: c or rust.
+    #[arg(long, value_parser = ["c", "rust"])]
+    pub os: String,
+    /// Parallel make jobs [default: number of CPUs + 1].
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Kernel: c, rust (<cache>/build/<os>/linux), debian (Debian's linux.uml) or a path.
+    #[arg(long, default_value = "rust")]
+    pub os: String,
+    /// Guest memory (mem=).
+    #[arg(long, default_value = "256M")]
+    pub mem: String,
+    /// Host CPU to pin the kernel (and so all its host processes) to [default: the first
+    /// CPU the harness may run on].
+    #[arg(long, conflicts_with = "no_pin")]
+    pub cpu: Option<usize>,
+    /// Do not pin the kernel to one CPU (much slower and noisier, see DESIGN.md).
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Seconds until the harness gives up on the guest (boot plus CMD).
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    /// Block device image, passed as ubd0=, ubd1=, ... in order. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub ubd: Vec<PathBuf>,
+    /// Host directory that hostfs mounts expose (hostfs=DIR).
+    #[arg(long, value_name = "DIR")]
+    pub hostfs: Option<PathBuf>,
+    /// Extra kernel command-line argument. Repeatable.
+    #[arg(long = "karg", value_name = "ARG")]
+    pub kargs: Vec<String>,
+    /// Show the kernel boot log (the default boots with `quiet`).
+    #[arg(long)]
+    pub boot_log: bool,
+    /// Command run in the guest (after `--`), e.g. `-- /bin/sh -c 'uname -a'`.
+    /// Default: `uname -a`.
+    #[arg(last = true, value_name = "CMD")]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyLinkArgs {
+    /// Which build to check: rust (the default) or c (report only).
+    #[arg(long, default_value = "rust", value_parser = ["c", "rust"])]
+    pub os: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Kernels to test (comma-separated or repeated): c, rust, debian or a path.
+    #[arg(long, value_delimiter = ',', default_value = "rust")]
+    pub os: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Rounds per kernel (kernels are interleaved A B A B ...).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Where to write the JSON results [default: <cache>/bench.json].
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub json: PathBuf,
+    /// Kernels to compare (comma-separated): c, rust, debian, host or a path.
+    #[arg(long, value_delimiter = ',', default_value = "c,rust,debian,host")]
+    pub kernels: Vec<String>,
+    /// Fewer iterations, for a quick look.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_cmd_after_dashes() {
+        let cli = Cli::try_parse_from([
+            "uml-harness", "run", "--os", "debian", "--ubd", "a.img", "--ubd", "b.img", "--",
+            "/bin/sh", "-c", "exit 3",
+        ])
+        .unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(r.os, "debian");
+        assert_eq!(r.cmd, ["/bin/sh", "-c", "exit 3"]);
+        assert_eq!(r.ubd.len(), 2);
+        assert_eq!(r.mem, "256M");
+    }
+
+    #[test]
+    fn test_and_bench_defaults() {
+        let cli = Cli::try_parse_from(["uml-harness", "test"]).unwrap();
+        let Command::Test(t) = cli.command else {
+            panic!()
+        };
+        assert_eq!(t.os, ["rust"]);
+        let cli = Cli::try_parse_from(["uml-harness", "bench"]).unwrap();
+        let Command::Bench(b) = cli.command else {
+            panic!()
+        };
+        assert_eq!(b.rounds, 3);
+        assert_eq!(b.kernels, ["c", "rust", "debian", "host"]);
+        assert!(b.json.as_os_str().is_empty());
+        let cli = Cli::try_parse_from(["uml-harness", "test", "--os", "c,rust"]).unwrap();
+        let Command::Test(t) = cli.command else {
+            panic!()
+        };
+        assert_eq!(t.os, ["c", "rust"]);
+    }
+}

@@ -1,0 +1,416 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `uml-harness verify-link`: which object defines each os-layer symbol in the final link.
+//!
+//! The interface of a migrated file `arch/um/os-Linux/<name>.c` is the set of global
+//! functions and data objects that the C build's `<name>.o` defines. In the Rust build,
+//! each of them must be defined exactly once among the members of `vmlinux.a`, by an
+//! object under `arch/um/os-Linux/rust/`, and be present in the final `linux`; and
+//! `<name>.o` itself must not be linked.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::archive::{self, Bind};
+use crate::cli::VerifyLinkArgs;
+use crate::paths::Ctx;
+
+/// Objects of the Rust layer live below this directory of the output tree.
+pub const RUST_DIR: &str = "arch/um/os-Linux/rust/";
+/// The C os layer.
+pub const OS_DIR: &str = "arch/um/os-Linux/";
+
+/// Who defines a symbol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Rust,
+    OsC,
+    Other,
+}
+
+pub fn classify(obj: &str) -> Kind {
+    if obj.starts_with(RUST_DIR) {
+        Kind::Rust
+    } else if obj.starts_with(OS_DIR) {
+        Kind::OsC
+    } else {
+        Kind::Other
+    }
+}
+
+/// The migrated file names from `arch-um-rs/MIGRATED`.
+pub fn parse_migrated(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| l.trim_end_matches(".c").to_string())
+        .collect()
+}
+
+/// What was found for one symbol.
+#[derive(Debug, Clone)]
+pub struct SymbolReport {
+    pub symbol: String,
+    pub definers: Vec<(String, Bind)>,
+    pub in_final: bool,
+}
+
+/// Per-file results.
+#[derive(Debug, Default)]
+pub struct FileReport {
+    pub name: String,
+    pub symbols: Vec<SymbolReport>,
+    pub c_object_linked: bool,
+}
+
+/// The whole check; `problems` empty means it passed.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub files: Vec<FileReport>,
+    pub problems: Vec<String>,
+}
+
+/// Judges the link of one build (`os` = "rust" or "c").
+pub fn judge(
+    os: &str,
+    required: &BTreeMap<String, Vec<String>>,
+    definers: &HashMap<String, Vec<(String, Bind)>>,
+    final_syms: &HashSet<String>,
+    members: &HashSet<String>,
+) -> Report {
+    let mut report = Report::default();
+    for (file, syms) in required {
+        let c_obj = format!("{OS_DIR}{file}.o");
+        let mut fr = FileReport {
+            name: file.clone(),
+            c_object_linked: members.contains(&c_obj),
+            ..Default::default()
+        };
+        if os == "rust" && fr.c_object_linked {
+            report
+                .problems
+                .push(format!("{c_obj} (migrated) is linked: it is a member of vmlinux.a"));
+        }
+        for s in syms {
+            let defs = definers.get(s).cloned().unwrap_or_default();
+            let in_final = final_syms.contains(s);
+            match defs.as_slice() {
+                [] => report.problems.push(format!(
+                    "{s} ({file}.c): defined by no member of vmlinux.a{}",
+                    if in_final { "" } else { " and missing from linux" }
+                )),
+                [(obj, _)] => {
+                    let k = classify(obj);
+                    if os == "rust" && k != Kind::Rust {
+                        report.problems.push(format!(
+                            "{s} ({file}.c): defined by the C object {obj}, not by the Rust layer ({RUST_DIR})"
+                        ));
+                    }
+                    if os == "c" && obj != &c_obj {
+                        report
+                            .problems
+                            .push(format!("{s} ({file}.c): defined by {obj}, expected {c_obj}"));
+                    }
+                }
+                many => report.problems.push(format!(
+                    "{s} ({file}.c): defined {} times: {}",
+                    many.len(),
+                    many.iter().map(|(o, _)| o.as_str()).collect::<Vec<_>>().join(", ")
+                )),
+            }
+            if !in_final && !defs.is_empty() {
+                report
+                    .problems
+                    .push(format!("{s} ({file}.c): missing from the symbol table of linux"));
+            }
+            fr.symbols.push(SymbolReport {
+                symbol: s.clone(),
+                definers: defs,
+                in_final,
+            });
+        }
+        report.files.push(fr);
+    }
+    report
+}
+
+/// The report as text: one line per symbol, then a table per file.
+pub fn render(report: &Report) -> String {
+    let mut s = String::new();
+    let width = report
+        .files
+        .iter()
+        .flat_map(|f| f.symbols.iter().map(|x| x.symbol.len()))
+        .max()
+        .unwrap_or(10);
+    for f in &report.files {
+        let _ = writeln!(s, "{}.c:", f.name);
+        for sym in &f.symbols {
+            let defs = if sym.definers.is_empty() {
+                "(no definition in vmlinux.a)".to_string()
+            } else {
+                sym.definers
+                    .iter()
+                    .map(|(o, b)| match b {
+                        Bind::Global => o.clone(),
+                        Bind::Weak => format!("{o} (weak)"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let fin = if sym.in_final { "" } else { "  [not in linux]" };
+            let _ = writeln!(s, "  {:width$}  <- {defs}{fin}", sym.symbol);
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\n{:<10} {:>7} {:>5} {:>5} {:>6} {:>8} {:>5} {:>9}  status",
+        "file", "symbols", "rust", "os-c", "other", "missing", "dup", "c-linked"
+    );
+    for f in &report.files {
+        let count = |k: Kind| {
+            f.symbols
+                .iter()
+                .filter(|x| x.definers.len() == 1 && classify(&x.definers[0].0) == k)
+                .count()
+        };
+        let missing = f
+            .symbols
+            .iter()
+            .filter(|x| x.definers.is_empty() || !x.in_final)
+            .count();
+        let dup = f.symbols.iter().filter(|x| x.definers.len() > 1).count();
+        let bad = report
+            .problems
+            .iter()
+            .any(|p| p.contains(&format!("({}.c)", f.name)) || p.contains(&format!("/{}.o ", f.name)));
+        let _ = writeln!(
+            s,
+            "{:<10} {:>7} {:>5} {:>5} {:>6} {:>8} {:>5} {:>9}  {}",
+            format!("{}.c", f.name),
+            f.symbols.len(),
+            count(Kind::Rust),
+            count(Kind::OsC),
+            count(Kind::Other),
+            missing,
+            dup,
+            if f.c_object_linked { "yes" } else { "no" },
+            if bad { "FAIL" } else { "ok" }
+        );
+    }
+    s
+}
+
+/// Objects (and archive members) a path stands for: (label, bytes).
+fn objects_of(label: &str, path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if !archive::is_archive(&bytes) {
+        return Ok(vec![(label.to_string(), bytes)]);
+    }
+    let ar = archive::parse_ar(&bytes).with_context(|| format!("parsing {}", path.display()))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut out = Vec::new();
+    for m in ar.members {
+        match m.data {
+            Some(r) => out.push((format!("{label}({})", m.name), bytes[r].to_vec())),
+            None => out.extend(objects_of(&m.name, &dir.join(&m.name))?),
+        }
+    }
+    Ok(out)
+}
+
+fn relative(p: &Path, base: &Path) -> String {
+    p.strip_prefix(base).unwrap_or(p).to_string_lossy().into_owned()
+}
+
+/// Files below `dir` with the given extensions.
+fn walk(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, exts, out);
+        } else if p.extension().is_some_and(|x| exts.iter().any(|e| x == *e)) {
+            out.push(p);
+        }
+    }
+}
+
+/// Runs the check for one build.
+pub fn verify(ctx: &Ctx, os: &str) -> Result<Report> {
+    let out = ctx.build_dir(os);
+    let c_out = ctx.build_dir("c");
+    let migrated_path = ctx.repo.join("arch-um-rs/MIGRATED");
+    let migrated = parse_migrated(
+        &fs::read_to_string(&migrated_path)
+            .with_context(|| format!("reading {}", migrated_path.display()))?,
+    );
+    if migrated.is_empty() {
+        bail!("{} lists no migrated files", migrated_path.display());
+    }
+    // The interface of each migrated file, from the C build.
+    let mut required = BTreeMap::new();
+    for name in &migrated {
+        let obj = c_out.join(OS_DIR).join(format!("{name}.o"));
+        let bytes = fs::read(&obj).with_context(|| {
+            format!(
+                "reading {} (the C build defines the interface of {name}.c: run `uml-harness \
+                 build --os c` first)",
+                obj.display()
+            )
+        })?;
+        let syms = archive::provided_interface(&bytes)
+            .with_context(|| format!("reading the symbols of {}", obj.display()))?;
+        required.insert(name.clone(), syms);
+    }
+    let wanted: HashSet<&String> = required.values().flatten().collect();
+    // Who defines them among the members of vmlinux.a.
+    let vmlinux_a = out.join("vmlinux.a");
+    let linux = out.join("linux");
+    for p in [&vmlinux_a, &linux] {
+        if !p.is_file() {
+            bail!("{} is missing: run `uml-harness build --os {os}` first", p.display());
+        }
+    }
+    let member_paths = archive::thin_member_paths(&vmlinux_a)?;
+    let members: HashSet<String> = member_paths.iter().map(|p| relative(p, &out)).collect();
+    let mut definers: HashMap<String, Vec<(String, Bind)>> = HashMap::new();
+    let mut scan = |label: &str, path: &Path, definers: &mut HashMap<String, Vec<(String, Bind)>>| -> Result<()> {
+        for (obj, bytes) in objects_of(label, path)? {
+            let syms = archive::defined_symbols(&bytes)
+                .with_context(|| format!("reading the symbols of {obj}"))?;
+            for (s, b) in syms {
+                if wanted.contains(&s) {
+                    definers.entry(s).or_default().push((obj.clone(), b));
+                }
+            }
+        }
+        Ok(())
+    };
+    for p in &member_paths {
+        scan(&relative(p, &out), p, &mut definers)?;
+    }
+    // A Rust library linked outside vmlinux.a still counts, for symbols nothing in
+    // vmlinux.a defines.
+    let mut extra = Vec::new();
+    walk(&out.join(RUST_DIR), &["o", "a"], &mut extra);
+    for p in extra {
+        let label = relative(&p, &out);
+        if members.contains(&label) {
+            continue;
+        }
+        let mut found = HashMap::new();
+        scan(&label, &p, &mut found)?;
+        for (s, d) in found {
+            definers.entry(s).or_insert(d);
+        }
+    }
+    // The final link.
+    let linux_bytes = fs::read(&linux).with_context(|| format!("reading {}", linux.display()))?;
+    let final_syms: HashSet<String> = archive::defined_symbols(&linux_bytes)
+        .with_context(|| format!("reading the symbols of {}", linux.display()))?
+        .into_keys()
+        .filter(|s| wanted.contains(s))
+        .collect();
+    Ok(judge(os, &required, &definers, &final_syms, &members))
+}
+
+/// `uml-harness verify-link`.
+pub fn run(ctx: &Ctx, args: &VerifyLinkArgs) -> Result<()> {
+    let report = verify(ctx, &args.os)?;
+    let n: usize = report.files.iter().map(|f| f.symbols.len()).sum();
+    println!(
+        "verify-link: {} build {} ({} migrated files, {n} symbols)\n",
+        args.os,
+        ctx.build_dir(&args.os).display(),
+        report.files.len()
+    );
+    print!("{}", render(&report));
+    if report.problems.is_empty() {
+        println!("\nverify-link: ok");
+        return Ok(());
+    }
+    bail!(
+        "verify-link found {} problem(s) in the {} build:\n  {}",
+        report.problems.len(),
+        args.os,
+        report.problems.join("\n  ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sets() -> (BTreeMap<String, Vec<String>>, HashSet<String>) {
+        let mut req = BTreeMap::new();
+        req.insert("file".to_string(), vec!["os_open_file".to_string(), "os_close_file".to_string()]);
+        req.insert("util".to_string(), vec!["os_info".to_string()]);
+        let fin = ["os_open_file", "os_close_file", "os_info"].iter().map(|s| s.to_string()).collect();
+        (req, fin)
+    }
+
+    fn defs(list: &[(&str, &str)]) -> HashMap<String, Vec<(String, Bind)>> {
+        let mut m: HashMap<String, Vec<(String, Bind)>> = HashMap::new();
+        for (s, o) in list {
+            m.entry(s.to_string()).or_default().push((o.to_string(), Bind::Global));
+        }
+        m
+    }
+
+    const RUST_O: &str = "arch/um/os-Linux/rust/um_os_rust.o";
+
+    #[test]
+    fn rust_build_passes() {
+        let (req, fin) = sets();
+        let d = defs(&[("os_open_file", RUST_O), ("os_close_file", RUST_O), ("os_info", "arch/um/os-Linux/rust/shim.o")]);
+        let r = judge("rust", &req, &d, &fin, &HashSet::new());
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        let text = render(&r);
+        assert!(text.contains("os_open_file") && text.contains(RUST_O));
+        assert!(text.contains("file.c") && text.contains(" ok"));
+    }
+
+    #[test]
+    fn rust_build_failures() {
+        let (req, mut fin) = sets();
+        fin.remove("os_info");
+        let d = defs(&[
+            ("os_open_file", "arch/um/os-Linux/file.o"),
+            ("os_close_file", RUST_O),
+            ("os_close_file", "arch/um/kernel/other.o"),
+            ("os_info", RUST_O),
+        ]);
+        let members: HashSet<String> = ["arch/um/os-Linux/file.o".to_string()].into();
+        let r = judge("rust", &req, &d, &fin, &members);
+        let all = r.problems.join("\n");
+        assert!(all.contains("os_open_file (file.c): defined by the C object arch/um/os-Linux/file.o"), "{all}");
+        assert!(all.contains("os_close_file (file.c): defined 2 times"), "{all}");
+        assert!(all.contains("os_info (util.c): missing from the symbol table"), "{all}");
+        assert!(all.contains("arch/um/os-Linux/file.o (migrated) is linked"), "{all}");
+        assert!(render(&r).contains("FAIL"));
+        // A symbol nobody defines.
+        let r = judge("rust", &req, &defs(&[]), &HashSet::new(), &HashSet::new());
+        assert_eq!(r.problems.len(), 3);
+    }
+
+    #[test]
+    fn c_build_expects_c_objects() {
+        let (req, fin) = sets();
+        let d = defs(&[
+            ("os_open_file", "arch/um/os-Linux/file.o"),
+            ("os_close_file", "arch/um/os-Linux/file.o"),
+            ("os_info", "arch/um/os-Linux/util.o"),
+        ]);
+        let members: HashSet<String> = ["arch/um/os-Linux/file.o".to_string()].into();
+        assert!(judge("c", &req, &d, &fin, &members).problems.is_empty());
+    }
+
+    #[test]
+    fn migrated_list() {
+        assert_eq!(parse_migrated("# x\nfile\nutil.c\n\n umid # y\n"), ["file", "util", "umid"]);
+    }
+}

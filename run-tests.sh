@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The whole test suite: unit tests, then the real kernels.
+#   1. cargo test for the workspace (the os layer's safe core, the harness)
+#   2. setup: host packages, kernel source, patch series
+#   3. build the C-layer and the Rust-layer kernels from the same tree
+#   4. verify-link: every symbol of a migrated file comes from Rust, once
+#   5. the ABI guard rejects a deliberately wrong layout
+#   6. the guest suite on the Rust kernel, then on the C kernel
+# Run as root on Debian (setup installs packages with apt-get).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+harness() { ./target/release/uml-harness "$@"; }
+
+echo "== cargo test"
+cargo test --workspace --locked
+cargo build --release --locked -p uml-harness
+
+echo "== setup"
+harness setup
+echo "== build"
+harness build --os c
+harness build --os rust
+echo "== verify-link"
+harness verify-link --os rust
+echo "== ABI guard self-test"
+harness abi-guard-selftest
+echo "== guest suite"
+harness test --os rust --os c
