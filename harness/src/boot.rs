@@ -437,7 +437,7 @@ impl Guest {
         loop {
             {
                 let console = Arc::clone(&self.console);
-                let mut g = console.lock();
+                let g = console.lock();
                 let start = from.saturating_sub(needle.len());
                 if g.text.get(start..).is_some_and(|t| t.contains(needle))
                     || String::from_utf8_lossy(&g.partial).contains(needle)

@@ -1,9 +1,762 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Placeholder until the real module lands (owned by another engineer).
+//! `uml-harness test`: boots each kernel with the in-guest suite
+//! (`tests/guest`, `uml-guest test`) and checks the guest from the host while
+//! it runs and after it halted.
+//!
+//! Per kernel:
+//! 1. Host preparation in a temporary directory: a hostfs directory holding
+//!    a data file of known content, and a sparse 64 MiB ubd image with a
+//!    known pattern at 32 MiB. Seeds are fresh for every run, so stale files
+//!    from an earlier run can never pass.
+//! 2. Boot with the payload `uml-guest test --hostfs-dir / ... --host-sync
+//!    go`. The guest runs its cases, prints `@@READY-FOR-HOST-CHECKS` and
+//!    waits for the file `go` in the hostfs directory.
+//! 3. Meanwhile the host checks the umid directory (`pid` file with the
+//!    kernel's pid, `mconsole` socket) and asks the management console for
+//!    its version with `uml_mconsole`; then it creates `go`.
+//! 4. After the payload's exit marker: the kernel process exits by itself
+//!    and its umid directory is gone; the ubd image holds the guest's
+//!    pattern; the hostfs files written by the guest have the expected
+//!    content.
+//!
+//! The console is echoed live. After each kernel one KTAP v1 stream reports
+//! the guest's own cases (parsed from the console) and the host checks;
+//! the run ends with the line `N passed, N failed, N skipped`.
 
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::boot::{self, BootSpec, Guest};
 use crate::cli::TestArgs;
 use crate::paths::Ctx;
 
-pub fn run(_: &Ctx, _: &TestArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented")
+/// Byte patterns shared with the guest: a copy of
+/// `tests/guest/src/pattern.rs` (SplitMix64 in counter form, little-endian
+/// words). Both copies pin the same test vectors.
+pub mod pattern {
+    const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+    /// Word `k` of the stream for `seed`.
+    pub fn word(seed: u64, k: u64) -> u64 {
+        let mut z = seed.wrapping_add(GOLDEN.wrapping_mul(k.wrapping_add(1)));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Fills `buf` with the stream for `seed` from stream offset `offset`.
+    pub fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
+        for (i, b) in buf.iter_mut().enumerate() {
+            let pos = offset + i as u64;
+            *b = word(seed, pos / 8).to_le_bytes()[(pos % 8) as usize];
+        }
+    }
+
+    /// `len` bytes of the stream for `seed` from offset 0.
+    pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(len + 8);
+        for k in 0..len.div_ceil(8) as u64 {
+            v.extend_from_slice(&word(seed, k).to_le_bytes());
+        }
+        v.truncate(len);
+        v
+    }
+
+    /// Index of the first byte of `buf` that differs from the stream.
+    pub fn first_mismatch(seed: u64, offset: u64, buf: &[u8]) -> Option<usize> {
+        let mut expect = vec![0u8; 4096];
+        let mut done = 0;
+        while done < buf.len() {
+            let n = (buf.len() - done).min(expect.len());
+            fill(seed, offset + done as u64, &mut expect[..n]);
+            if let Some(i) = buf[done..done + n]
+                .iter()
+                .zip(&expect[..n])
+                .position(|(a, b)| a != b)
+            {
+                return Some(done + i);
+            }
+            done += n;
+        }
+        None
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// The same vectors are pinned in tests/guest/src/pattern.rs.
+        #[test]
+        fn vectors() {
+            assert_eq!(word(0, 0), 0xE220_A839_7B1D_CDAF);
+            assert_eq!(word(0, 1), 0x6E78_9E6A_A1B9_65F4);
+            let mut b = [0u8; 3];
+            fill(0, 7, &mut b);
+            assert_eq!(b, [0xE2, 0xF4, 0x65]);
+        }
+
+        #[test]
+        fn bytes_fill_and_mismatch_agree() {
+            let mut v = bytes(42, 10_000);
+            let mut w = vec![0u8; 9_000];
+            fill(42, 1_000, &mut w);
+            assert_eq!(&v[1_000..], &w[..]);
+            assert_eq!(first_mismatch(42, 0, &v), None);
+            v[5_000] ^= 0x80;
+            assert_eq!(first_mismatch(42, 0, &v), Some(5_000));
+        }
+    }
+}
+
+/// The protocol with the guest; mirrors `tests/guest/src/cases/storage.rs`.
+mod proto {
+    /// Path of the guest program in the initramfs.
+    pub const GUEST: &str = "/usr/bin/uml-guest";
+    pub const HOSTFS_LEN: usize = (256 << 10) + 123;
+    pub const HOST_TO_GUEST: &str = "host-to-guest.bin";
+    pub const GUEST_TO_HOST: &str = "guest-to-host.bin";
+    pub const GUEST_NOTE_FILE: &str = "guest-note.txt";
+    pub const GUEST_NOTE: &str = "written by uml-guest inside the UML guest\n";
+    pub const UBD_GUEST_OFFSET: u64 = 0;
+    pub const UBD_GUEST_LEN: usize = 4 << 20;
+    pub const UBD_HOST_OFFSET: u64 = 32 << 20;
+    pub const UBD_HOST_LEN: usize = 1 << 20;
+    pub const READY_MARKER: &str = "@@READY-FOR-HOST-CHECKS";
+    /// Name of the go-file in the hostfs directory.
+    pub const GO_FILE: &str = "go";
+    /// Start of the exit marker `/init` prints (crate::protocol).
+    pub const EXIT_MARKER_PREFIX: &str = "@@HARNESS-EXIT ";
+}
+
+/// Size of the ubd image.
+const IMAGE_SIZE: u64 = 64 << 20;
+/// From boot to the guest's ready marker (the guest cases run in between;
+/// 2,000 fork+execve alone take about 15 s in UML).
+const READY_TIMEOUT: Duration = Duration::from_secs(480);
+/// How long the guest waits for the go-file.
+const HOST_SYNC_TIMEOUT_SECS: u64 = 120;
+/// Whole boot limit.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(720);
+
+/// Result of one case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Pass,
+    Fail(String),
+    Skip(String),
+}
+
+/// Counts of results.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+impl std::ops::AddAssign for Totals {
+    fn add_assign(&mut self, o: Totals) {
+        self.passed += o.passed;
+        self.failed += o.failed;
+        self.skipped += o.skipped;
+    }
+}
+
+/// The cases of one kernel, in report order, and diagnostics to print with
+/// them.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub cases: Vec<(String, Status)>,
+    pub diags: Vec<String>,
+}
+
+impl Report {
+    fn add(&mut self, name: &str, status: Status) {
+        self.cases.push((name.to_string(), status));
+    }
+
+    fn check(&mut self, name: &str, r: Result<()>) {
+        match r {
+            Ok(()) => self.add(name, Status::Pass),
+            Err(e) => {
+                let full = format!("{e:#}");
+                let mut lines = full.lines();
+                let first = lines.next().unwrap_or("failed").to_string();
+                let rest: Vec<&str> = lines.collect();
+                if !rest.is_empty() {
+                    self.diags.push(format!("{name}: {first}"));
+                    self.diags.extend(rest.iter().map(|l| format!("  {l}")));
+                }
+                self.add(name, Status::Fail(first));
+            }
+        }
+    }
+
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for (_, s) in &self.cases {
+            match s {
+                Status::Pass => t.passed += 1,
+                Status::Fail(_) => t.failed += 1,
+                Status::Skip(_) => t.skipped += 1,
+            }
+        }
+        t
+    }
+
+    /// The report as a KTAP v1 stream.
+    pub fn ktap(&self, title: &str) -> String {
+        let mut s = String::from("KTAP version 1\n");
+        s.push_str(&format!("# {title}\n"));
+        for d in &self.diags {
+            s.push_str(&format!("# {d}\n"));
+        }
+        s.push_str(&format!("1..{}\n", self.cases.len()));
+        for (i, (name, st)) in self.cases.iter().enumerate() {
+            let n = i + 1;
+            match st {
+                Status::Pass => s.push_str(&format!("ok {n} {name}\n")),
+                Status::Skip(r) => s.push_str(&format!("ok {n} {name} # SKIP {}\n", one_line(r))),
+                Status::Fail(r) => s.push_str(&format!("not ok {n} {name} # {}\n", one_line(r))),
+            }
+        }
+        let t = self.totals();
+        s.push_str(&format!(
+            "# {}: {} passed, {} failed, {} skipped\n",
+            title, t.passed, t.failed, t.skipped
+        ));
+        s
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r'], "; ").replace('#', "no.")
+}
+
+/// The guest's KTAP stream as found on the console.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct GuestKtap {
+    /// `1..N`, if the plan line was seen.
+    pub plan: Option<usize>,
+    /// (number, name, status), in console order.
+    pub results: Vec<(usize, String, Status)>,
+}
+
+/// Parses the last `KTAP version 1` stream on the console. Kernel messages
+/// interleaved with it are ignored.
+pub fn parse_guest_ktap(console: &str) -> Option<GuestKtap> {
+    let lines: Vec<&str> = console.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let start = lines.iter().rposition(|l| l.trim() == "KTAP version 1")?;
+    let mut k = GuestKtap::default();
+    for l in &lines[start + 1..] {
+        let l = l.trim_start();
+        if k.plan.is_none() {
+            if let Some(n) = l.strip_prefix("1..").and_then(|n| n.trim().parse().ok()) {
+                k.plan = Some(n);
+                continue;
+            }
+        }
+        let (ok, rest) = if let Some(r) = l.strip_prefix("not ok ") {
+            (false, r)
+        } else if let Some(r) = l.strip_prefix("ok ") {
+            (true, r)
+        } else {
+            continue;
+        };
+        let (head, directive) = match rest.split_once(" # ") {
+            Some((h, d)) => (h, Some(d.trim())),
+            None => (rest, None),
+        };
+        let mut words = head.splitn(2, ' ');
+        let Some(num) = words.next().and_then(|n| n.parse::<usize>().ok()) else {
+            continue;
+        };
+        let name = words.next().unwrap_or("").trim().to_string();
+        let status = match (ok, directive) {
+            (true, Some(d)) if d.starts_with("SKIP") => {
+                Status::Skip(d.trim_start_matches("SKIP").trim().to_string())
+            }
+            (true, _) => Status::Pass,
+            (false, d) => Status::Fail(d.unwrap_or("failed").to_string()),
+        };
+        k.results.push((num, name, status));
+    }
+    Some(k)
+}
+
+/// Seeds of one run, fresh each time.
+#[derive(Debug, Clone, Copy)]
+struct Seeds {
+    hostfs: u64,
+    ubd: u64,
+    ubd_host: u64,
+}
+
+impl Seeds {
+    fn fresh() -> Seeds {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let base = t ^ (u64::from(std::process::id()) << 40);
+        Seeds {
+            hostfs: pattern::word(base, 0),
+            ubd: pattern::word(base, 1),
+            ubd_host: pattern::word(base, 2),
+        }
+    }
+}
+
+/// Host-side files of one run.
+struct HostFiles {
+    hostfs: PathBuf,
+    image: PathBuf,
+}
+
+fn prepare(dir: &Path, seeds: Seeds) -> Result<HostFiles> {
+    let hostfs = dir.join("hostfs");
+    fs::create_dir(&hostfs).with_context(|| format!("mkdir {}", hostfs.display()))?;
+    let p = hostfs.join(proto::HOST_TO_GUEST);
+    fs::write(&p, pattern::bytes(seeds.hostfs, proto::HOSTFS_LEN))
+        .with_context(|| format!("writing {}", p.display()))?;
+    let image = dir.join("ubda.img");
+    let mut f = File::create(&image).with_context(|| format!("creating {}", image.display()))?;
+    f.set_len(IMAGE_SIZE).context("sizing the ubd image")?;
+    f.seek(SeekFrom::Start(proto::UBD_HOST_OFFSET))?;
+    f.write_all(&pattern::bytes(seeds.ubd_host, proto::UBD_HOST_LEN))
+        .context("writing the host pattern into the ubd image")?;
+    f.sync_all()?;
+    Ok(HostFiles { hostfs, image })
+}
+
+/// The guest command line.
+fn guest_cmd(seeds: Seeds) -> Vec<String> {
+    let mut v: Vec<String> = vec![proto::GUEST.into(), "test".into()];
+    let mut opt = |k: &str, val: String| {
+        v.push(k.into());
+        v.push(val);
+    };
+    // The kernel runs with hostfs=<dir>, so "/" is the hostfs directory.
+    opt("--hostfs-dir", "/".into());
+    opt("--hostfs-seed", format!("{:#x}", seeds.hostfs));
+    opt("--ubd", "/dev/ubda".into());
+    opt("--ubd-seed", format!("{:#x}", seeds.ubd));
+    opt("--ubd-host-seed", format!("{:#x}", seeds.ubd_host));
+    opt("--ubd-size", IMAGE_SIZE.to_string());
+    opt("--host-sync", proto::GO_FILE.into());
+    opt("--host-sync-timeout", HOST_SYNC_TIMEOUT_SECS.to_string());
+    v
+}
+
+/// The umid directory of the running guest: a `pid` file with the kernel's
+/// pid and an `mconsole` socket.
+fn check_umid_dir(guest: &Guest) -> Result<()> {
+    let dir = guest.umid_dir();
+    if !dir.is_dir() {
+        bail!("umid directory {} does not exist", dir.display());
+    }
+    let pidf = dir.join("pid");
+    let text = fs::read_to_string(&pidf).with_context(|| format!("reading {}", pidf.display()))?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{} holds {text:?}, not a pid", pidf.display()))?;
+    if pid != guest.pid() {
+        bail!("{} says {pid}, the kernel's pid is {}", pidf.display(), guest.pid());
+    }
+    let sock = dir.join("mconsole");
+    let meta = fs::symlink_metadata(&sock).with_context(|| format!("stat {}", sock.display()))?;
+    if !meta.file_type().is_socket() {
+        bail!("{} is not a socket", sock.display());
+    }
+    Ok(())
+}
+
+/// Runs `uml_mconsole <socket> ARGS` with a time limit; returns its stdout.
+fn mconsole(socket: &Path, args: &[&str]) -> Result<String> {
+    let mut child = Command::new("uml_mconsole")
+        .arg(socket)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running uml_mconsole (package uml-utilities)")?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(st) = child.try_wait()? {
+            let mut out = String::new();
+            let mut err = String::new();
+            if let Some(mut o) = child.stdout.take() {
+                o.read_to_string(&mut out)?;
+            }
+            if let Some(mut e) = child.stderr.take() {
+                e.read_to_string(&mut err)?;
+            }
+            if !st.success() {
+                bail!(
+                    "uml_mconsole {} {}: {st}: {}{}",
+                    socket.display(),
+                    args.join(" "),
+                    out.trim(),
+                    err.trim()
+                );
+            }
+            return Ok(out);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("uml_mconsole {} {} did not answer within 15 s", socket.display(), args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `uml_mconsole <socket> version` answers `OK Linux ... <release> ...`.
+fn check_mconsole_version(guest: &Guest, diags: &mut Vec<String>) -> Result<()> {
+    let sock = guest.umid_dir().join("mconsole");
+    let out = mconsole(&sock, &["version"])?;
+    let line = out.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    diags.push(format!("mconsole version: {line}"));
+    let Some(version) = line.strip_prefix("OK") else {
+        bail!("mconsole answered {line:?}, expected OK and a version");
+    };
+    let has_release = version.split_whitespace().any(|w| {
+        let mut parts = w.split('.');
+        parts.next().is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            && parts.next().is_some_and(|p| p.bytes().next().is_some_and(|b| b.is_ascii_digit()))
+    });
+    if !has_release {
+        bail!("mconsole version {line:?} holds no kernel release");
+    }
+    Ok(())
+}
+
+/// Tells the waiting guest to go on: the go-file appears atomically.
+fn release_guest(hostfs: &Path, note: &str) -> Result<()> {
+    let tmp = hostfs.join(".go.tmp");
+    fs::write(&tmp, note).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, hostfs.join(proto::GO_FILE)).context("renaming the go-file")?;
+    Ok(())
+}
+
+/// Waits until the kernel's main process has exited (a zombie: the harness
+/// reaps it later), so that the umid directory can be checked before the
+/// harness's own clean-up removes it.
+fn wait_kernel_exit(pid: i32, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    let stat = format!("/proc/{pid}/stat");
+    loop {
+        match fs::read_to_string(&stat) {
+            Err(_) => return Ok(()),
+            Ok(s) => {
+                // The state follows the parenthesised command name.
+                let state = s.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next());
+                if matches!(state, Some("Z" | "X")) {
+                    return Ok(());
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the kernel (pid {pid}) had not exited {}s after the payload ended", limit.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn verify_image(image: &Path, seeds: Seeds) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .open(image)
+        .with_context(|| format!("opening {}", image.display()))?;
+    let len = f.metadata()?.len();
+    if len != IMAGE_SIZE {
+        bail!("the image is now {len} bytes, was {IMAGE_SIZE}");
+    }
+    let mut buf = vec![0u8; proto::UBD_GUEST_LEN];
+    f.seek(SeekFrom::Start(proto::UBD_GUEST_OFFSET))?;
+    f.read_exact(&mut buf)?;
+    if let Some(i) = pattern::first_mismatch(seeds.ubd, 0, &buf) {
+        bail!(
+            "the guest's pattern differs at image offset {} (of {} bytes written by the guest)",
+            proto::UBD_GUEST_OFFSET + i as u64,
+            proto::UBD_GUEST_LEN
+        );
+    }
+    let mut buf = vec![0u8; proto::UBD_HOST_LEN];
+    f.seek(SeekFrom::Start(proto::UBD_HOST_OFFSET))?;
+    f.read_exact(&mut buf)?;
+    if let Some(i) = pattern::first_mismatch(seeds.ubd_host, 0, &buf) {
+        bail!(
+            "the host's pattern was changed at image offset {}",
+            proto::UBD_HOST_OFFSET + i as u64
+        );
+    }
+    Ok(())
+}
+
+fn verify_hostfs(hostfs: &Path, seeds: Seeds) -> Result<()> {
+    let p = hostfs.join(proto::GUEST_TO_HOST);
+    let data = fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+    if data.len() != proto::HOSTFS_LEN {
+        bail!("{} has {} bytes, expected {}", p.display(), data.len(), proto::HOSTFS_LEN);
+    }
+    if let Some(i) = pattern::first_mismatch(seeds.hostfs.wrapping_add(1), 0, &data) {
+        bail!("{} differs from the guest's pattern at byte {i}", p.display());
+    }
+    let p = hostfs.join(proto::GUEST_NOTE_FILE);
+    let note = fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+    if note != proto::GUEST_NOTE {
+        bail!("{} holds {note:?}, expected {:?}", p.display(), proto::GUEST_NOTE);
+    }
+    if hostfs.join("guest-dir").exists() {
+        bail!("guest-dir, removed in the guest, still exists on the host");
+    }
+    Ok(())
+}
+
+/// Adds the guest's cases (from its console KTAP) to `rep`.
+fn add_guest_results(rep: &mut Report, console: &str) {
+    let Some(k) = parse_guest_ktap(console) else {
+        rep.add("guest_ktap", Status::Fail("no KTAP output from uml-guest on the console".into()));
+        rep.diags.push("last console lines:".into());
+        rep.diags
+            .extend(boot::tail(console, 15).lines().map(|l| format!("  {l}")));
+        return;
+    };
+    let plan = k.plan.unwrap_or(k.results.len());
+    for n in 1..=plan.max(k.results.len()) {
+        match k.results.iter().find(|(i, _, _)| *i == n) {
+            Some((_, name, st)) => rep.add(name, st.clone()),
+            None => rep.add(
+                &format!("guest_case_{n}"),
+                Status::Fail("no result on the console (did the guest stop?)".into()),
+            ),
+        }
+    }
+}
+
+/// Boots `os` with the suite and the host checks; never fails, every
+/// problem is a case in the report.
+fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
+    let mut rep = Report::default();
+    let kernel = match boot::kernel_path(ctx, os) {
+        Ok(k) => k,
+        Err(e) => {
+            rep.check("kernel", Err(e));
+            return (format!("kernel {os}"), rep);
+        }
+    };
+    let title = format!("kernel {os} ({})", kernel.display());
+    let tmp = match tempfile::Builder::new().prefix("uml-suite-").tempdir() {
+        Ok(t) => t,
+        Err(e) => {
+            rep.check("host_prepare", Err(anyhow::Error::from(e).context("creating a temporary directory")));
+            return (title, rep);
+        }
+    };
+    let seeds = Seeds::fresh();
+    let files = match prepare(tmp.path(), seeds) {
+        Ok(f) => f,
+        Err(e) => {
+            rep.check("host_prepare", Err(e));
+            return (title, rep);
+        }
+    };
+    rep.diags.push(format!(
+        "seeds: hostfs {:#x}, ubd {:#x}, ubd host {:#x}; files in {}",
+        seeds.hostfs,
+        seeds.ubd,
+        seeds.ubd_host,
+        tmp.path().display()
+    ));
+
+    let mut spec = BootSpec::new(kernel, guest_cmd(seeds));
+    spec.ubd = vec![files.image.clone()];
+    spec.hostfs_root = Some(files.hostfs.clone());
+    spec.extra_args = vec!["quiet".into()];
+    spec.timeout = BOOT_TIMEOUT;
+    spec.echo_console = true;
+    let mut host = Report::default();
+    let mut guest = match Guest::start(&spec, ctx) {
+        Ok(g) => g,
+        Err(e) => {
+            rep.check("boot", Err(e));
+            return (title, rep);
+        }
+    };
+
+    // While the guest waits in host_sync.
+    let mut diags = Vec::new();
+    match guest.wait_for_console(proto::READY_MARKER, READY_TIMEOUT) {
+        Ok(()) => {
+            host.check("host_umid_dir_running", check_umid_dir(&guest));
+            host.check("host_mconsole_version", check_mconsole_version(&guest, &mut diags));
+            let verdict = if host.totals().failed == 0 { "ok" } else { "host checks failed" };
+            host.check("host_release_guest", release_guest(&files.hostfs, verdict));
+        }
+        Err(e) => {
+            let why = format!("the guest never became ready for host checks: {e:#}");
+            host.check("host_umid_dir_running", Err(anyhow::anyhow!(why.clone())));
+            host.add("host_mconsole_version", Status::Fail("not run: the guest never became ready".into()));
+        }
+    }
+    rep.diags.append(&mut diags);
+
+    // The kernel exits by itself after the payload, and removes its umid
+    // directory on the way out.
+    let umid_dir = guest.umid_dir();
+    let exited = guest
+        .wait_for_console(proto::EXIT_MARKER_PREFIX, BOOT_TIMEOUT)
+        .and_then(|()| wait_kernel_exit(guest.pid(), Duration::from_secs(20)));
+    host.check(
+        "host_umid_dir_removed",
+        exited.and_then(|()| {
+            if umid_dir.exists() {
+                bail!("{} still exists after the kernel exited", umid_dir.display());
+            }
+            Ok(())
+        }),
+    );
+
+    match guest.wait() {
+        Ok(outcome) => {
+            add_guest_results(&mut rep, &outcome.console);
+            rep.add(
+                "guest_exit_status",
+                if outcome.exit_code == 0 {
+                    Status::Pass
+                } else {
+                    Status::Fail(format!("uml-guest test exited with status {}", outcome.exit_code))
+                },
+            );
+        }
+        Err(e) => {
+            // The console up to the failure still carries the guest's results.
+            rep.check("guest_exit_status", Err(e));
+        }
+    }
+    host.check("host_ubd_image", verify_image(&files.image, seeds));
+    host.check("host_hostfs_files", verify_hostfs(&files.hostfs, seeds));
+    rep.cases.append(&mut host.cases);
+    rep.diags.append(&mut host.diags);
+
+    if rep.totals().failed > 0 {
+        let kept = tmp.keep();
+        rep.diags.push(format!("kept {} for inspection", kept.display()));
+    }
+    (title, rep)
+}
+
+/// `uml-harness test`.
+pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<()> {
+    let mut total = Totals::default();
+    let mut failed_kernels = Vec::new();
+    for os in &args.os {
+        println!("# uml-harness test: booting kernel {os}");
+        let (title, rep) = test_kernel(ctx, os);
+        print!("{}", rep.ktap(&title));
+        let t = rep.totals();
+        if t.failed > 0 {
+            failed_kernels.push(os.clone());
+        }
+        total += t;
+        if let Some(sig) = crate::signals::interrupted() {
+            bail!("interrupted by signal {sig}");
+        }
+    }
+    println!("{} passed, {} failed, {} skipped", total.passed, total.failed, total.skipped);
+    if total.failed > 0 {
+        bail!("{} test(s) failed (kernels: {})", total.failed, failed_kernels.join(", "));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_guest_ktap_amid_kernel_messages() {
+        let console = "\
+[    0.1] boot
+KTAP version 1
+1..4
+ok 1 skas_mode
+# diag
+[    1.2] random kernel line
+not ok 2 fork_wait # child 12: exit code 3, expected 4
+ok 3 hostfs # SKIP no --hostfs-dir given
+@@HARNESS-EXIT 1@@
+";
+        let k = parse_guest_ktap(console).unwrap();
+        assert_eq!(k.plan, Some(4));
+        assert_eq!(
+            k.results,
+            vec![
+                (1, "skas_mode".into(), Status::Pass),
+                (2, "fork_wait".into(), Status::Fail("child 12: exit code 3, expected 4".into())),
+                (3, "hostfs".into(), Status::Skip("no --hostfs-dir given".into())),
+            ]
+        );
+        let mut rep = Report::default();
+        add_guest_results(&mut rep, console);
+        let t = rep.totals();
+        assert_eq!((t.passed, t.failed, t.skipped), (1, 2, 1));
+        assert_eq!(rep.cases[3].0, "guest_case_4");
+        assert!(parse_guest_ktap("no ktap here\n").is_none());
+    }
+
+    #[test]
+    fn ktap_report_format() {
+        let mut rep = Report::default();
+        rep.add("a", Status::Pass);
+        rep.check("b", Err(anyhow::anyhow!("first line\nsecond # line")));
+        rep.add("c", Status::Skip("why".into()));
+        let s = rep.ktap("kernel x");
+        assert!(s.starts_with("KTAP version 1\n# kernel x\n"));
+        assert!(s.contains("\n1..3\nok 1 a\nnot ok 2 b # first line\nok 3 c # SKIP why\n"), "{s}");
+        assert!(s.contains("#   second # line\n"), "{s}");
+        assert_eq!(rep.totals(), Totals { passed: 1, failed: 1, skipped: 1 });
+    }
+
+    #[test]
+    fn guest_cmd_fits_and_round_trips() {
+        let s = Seeds { hostfs: u64::MAX, ubd: u64::MAX, ubd_host: u64::MAX };
+        let cmd = guest_cmd(s);
+        let enc = crate::protocol::encode_cmd(&cmd).unwrap();
+        assert!(enc.len() < 1500, "{}", enc.len());
+        assert_eq!(crate::protocol::decode_cmd(&enc).unwrap(), cmd);
+    }
+
+    #[test]
+    fn prepare_and_verify_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let seeds = Seeds::fresh();
+        let f = prepare(dir.path(), seeds).unwrap();
+        // Nothing written by a guest yet.
+        assert!(verify_image(&f.image, seeds).is_err());
+        assert!(verify_hostfs(&f.hostfs, seeds).is_err());
+        // Do what the guest does.
+        let mut img = OpenOptions::new().write(true).open(&f.image).unwrap();
+        img.write_all(&pattern::bytes(seeds.ubd, proto::UBD_GUEST_LEN)).unwrap();
+        fs::write(
+            f.hostfs.join(proto::GUEST_TO_HOST),
+            pattern::bytes(seeds.hostfs.wrapping_add(1), proto::HOSTFS_LEN),
+        )
+        .unwrap();
+        fs::write(f.hostfs.join(proto::GUEST_NOTE_FILE), proto::GUEST_NOTE).unwrap();
+        verify_image(&f.image, seeds).unwrap();
+        verify_hostfs(&f.hostfs, seeds).unwrap();
+        assert_eq!(fs::metadata(&f.image).unwrap().len(), IMAGE_SIZE);
+        let h = fs::read(f.hostfs.join(proto::HOST_TO_GUEST)).unwrap();
+        assert_eq!(pattern::first_mismatch(seeds.hostfs, 0, &h), None);
+    }
 }

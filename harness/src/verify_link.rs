@@ -278,7 +278,7 @@ pub fn verify(ctx: &Ctx, os: &str) -> Result<Report> {
     let member_paths = archive::thin_member_paths(&vmlinux_a)?;
     let members: HashSet<String> = member_paths.iter().map(|p| relative(p, &out)).collect();
     let mut definers: HashMap<String, Vec<(String, Bind)>> = HashMap::new();
-    let mut scan = |label: &str, path: &Path, definers: &mut HashMap<String, Vec<(String, Bind)>>| -> Result<()> {
+    let scan = |label: &str, path: &Path, definers: &mut HashMap<String, Vec<(String, Bind)>>| -> Result<()> {
         for (obj, bytes) in objects_of(label, path)? {
             let syms = archive::defined_symbols(&bytes)
                 .with_context(|| format!("reading the symbols of {obj}"))?;

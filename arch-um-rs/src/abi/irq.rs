@@ -25,6 +25,17 @@ static EPOLL_FD: AtomicI32 = AtomicI32::new(-1);
 static EVENTS: HostCell<[libc::epoll_event; MAX_EPOLL_EVENTS]> =
     HostCell::new([EMPTY_EVENT; MAX_EPOLL_EVENTS]);
 
+/// Logs an epoll failure. Kept out of line (and cold) so the 512-byte
+/// message buffer is not part of the SIGIO handler's stack frame.
+#[cold]
+#[inline(never)]
+fn log_failure(level: Level, what: &str, fd: Option<c_int>, e: Errno) {
+    match fd {
+        Some(fd) => crate::klog!(level, "{what} fd {fd}, {}", ErrnoMsg(e as c_int)),
+        None => crate::klog!(level, "{what}, error = {}", ErrnoMsg(e as c_int)),
+    }
+}
+
 fn epoll_fd() -> c_int {
     EPOLL_FD.load(Ordering::Relaxed)
 }
@@ -77,10 +88,11 @@ pub extern "C" fn os_waiting_for_events_epoll() -> c_int {
         Ok(n) => n as c_int,
         Err(e) => {
             if e != Errno::EINTR {
-                crate::klog!(
+                log_failure(
                     Level::Err,
-                    "os_waiting_for_events: epoll returned -1, error = {}",
-                    ErrnoMsg(e as c_int)
+                    "os_waiting_for_events: epoll returned -1",
+                    None,
+                    e,
                 );
             }
             -(e as c_int)
@@ -91,12 +103,7 @@ pub extern "C" fn os_waiting_for_events_epoll() -> c_int {
 fn modify_logged(events: c_int, fd: c_int, data: *mut c_void) -> Result<(), Errno> {
     let result = epoll::modify(epoll_fd(), fd, events as u32, data);
     if let Err(e) = result {
-        crate::klog!(
-            Level::Err,
-            "epollctl mod err fd {}, {}",
-            fd,
-            ErrnoMsg(e as c_int)
-        );
+        log_failure(Level::Err, "epollctl mod err", Some(fd), e);
     }
     result
 }
@@ -119,12 +126,7 @@ pub unsafe extern "C" fn os_add_epoll_fd(events: c_int, fd: c_int, data: *mut c_
         Ok(()) => 0,
         Err(e) => {
             // printk without a level in the C layer: the default (warning).
-            crate::klog!(
-                Level::Warning,
-                "epollctl add err fd {}, {}",
-                fd,
-                ErrnoMsg(e as c_int)
-            );
+            log_failure(Level::Warning, "epollctl add err", Some(fd), e);
             -1
         }
     }

@@ -335,24 +335,23 @@ pub fn live_owner(dir: &[u8]) -> Option<libc::pid_t> {
 
 /// Takes over the existing umid directory `dir` (of umid `umid`) unless a
 /// live process owns it: EEXIST then, after logging who.
-pub fn take_if_dead(dir: &[u8], umid: &[u8]) -> Result<(), Errno> {
-    if let Some(pid) = live_owner(dir) {
+pub fn take_if_dead(dir: &CStr, umid: &[u8]) -> Result<(), Errno> {
+    if let Some(pid) = live_owner(dir.to_bytes()) {
         crate::klog!(
             Level::Err,
             "umid \"{}\" is already in use by pid {} (directory '{}')",
             ShowBytes(umid),
             pid,
-            ShowBytes(dir)
+            ShowBytes(dir.to_bytes())
         );
         return Err(Errno::EEXIST);
     }
-    let path = join(&[dir])?;
-    remove_files_and_dir(path.as_cstr()).inspect_err(|e| {
+    remove_files_and_dir(dir).inspect_err(|e| {
         crate::klog!(
             Level::Err,
             "umid \"{}\": couldn't remove stale directory '{}': {}",
             ShowBytes(umid),
-            ShowBytes(dir),
+            ShowBytes(dir.to_bytes()),
             ErrnoMsg(*e as c_int)
         );
     })
@@ -369,7 +368,7 @@ pub fn create_umid_dir(uml_dir: &[u8], umid: &[u8]) -> Result<(), Errno> {
     })?;
     let result = match mkdir(path.as_cstr()) {
         Err(Errno::EEXIST) => {
-            take_if_dead(path.as_bytes(), umid)?;
+            take_if_dead(path.as_cstr(), umid)?;
             mkdir(path.as_cstr())
         }
         other => other,
