@@ -80,7 +80,9 @@ pub fn parse_ar(bytes: &[u8]) -> Result<Archive> {
             long_names = &bytes[start..start + size];
         } else if !special {
             let name = if let Some(off) = raw_name.strip_prefix('/') {
-                let off: usize = off
+                // GNU ar may end the field with a '/' ("/3250          /"): take the digits.
+                let digits: String = off.chars().take_while(char::is_ascii_digit).collect();
+                let off: usize = digits
                     .parse()
                     .with_context(|| format!("bad long-name reference {raw_name}"))?;
                 let rest = long_names
@@ -111,8 +113,7 @@ pub fn parse_ar(bytes: &[u8]) -> Result<Archive> {
 /// Paths of the objects in an archive file (members of a thin archive resolved against
 /// its directory).
 pub fn thin_member_paths(archive: &Path) -> Result<Vec<PathBuf>> {
-    let bytes =
-        std::fs::read(archive).with_context(|| format!("reading {}", archive.display()))?;
+    let bytes = std::fs::read(archive).with_context(|| format!("reading {}", archive.display()))?;
     let ar = parse_ar(&bytes).with_context(|| format!("parsing {}", archive.display()))?;
     if !ar.thin {
         bail!("{} is not a thin archive", archive.display());
@@ -148,6 +149,19 @@ pub fn defined_symbols(bytes: &[u8]) -> Result<HashMap<String, Bind>> {
         }
     }
     Ok(out)
+}
+
+/// Names of all symbols an ELF file defines, local ones included (the final UML link
+/// makes every kernel symbol local).
+pub fn all_defined_names(bytes: &[u8]) -> Result<std::collections::HashSet<String>> {
+    let elf = Elf::parse(bytes).context("parsing ELF")?;
+    Ok(elf
+        .syms
+        .iter()
+        .filter(|s| s.st_shndx != SHN_UNDEF as usize)
+        .filter_map(|s| elf.strtab.get_at(s.st_name).map(str::to_string))
+        .filter(|n| !n.is_empty())
+        .collect())
 }
 
 /// The global/weak functions and data objects an ELF object defines: the interface a
@@ -218,6 +232,25 @@ mod tests {
         assert!(parse_ar(b"garbage").is_err());
     }
 
+    /// kbuild's vmlinux.a has long-name references written as `/3250          /`.
+    #[test]
+    fn thin_archive_trailing_slash_reference() {
+        let names = b"init/main.o/\nkernel/sysctl.o/\n";
+        let hdr = |name: &str, size: usize| {
+            format!("{name:<16}{:<12}{:<6}{:<6}{:<8}{size:<10}`\n", 0, 0, 0, 644)
+        };
+        let mut a = b"!<thin>\n".to_vec();
+        a.extend(hdr("//", names.len()).as_bytes());
+        a.extend(names);
+        a.extend(hdr("/0", 100).as_bytes());
+        let quirk = format!("{:<15}/", "/13");
+        a.extend(hdr(&quirk, 200).as_bytes());
+        assert_eq!(hdr(&quirk, 1).len(), 60);
+        let ar = parse_ar(&a).unwrap();
+        let names: Vec<&str> = ar.members.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["init/main.o", "kernel/sysctl.o"]);
+    }
+
     /// Symbols of a real object compiled by the host compiler.
     #[test]
     fn object_symbols() {
@@ -246,6 +279,9 @@ mod tests {
         assert_eq!(defs.get("func_sym"), Some(&Bind::Global));
         assert_eq!(defs.get("weak_sym"), Some(&Bind::Weak));
         assert!(!defs.contains_key("hidden") && !defs.contains_key("ext"));
-        assert_eq!(provided_interface(&bytes).unwrap(), ["data_sym", "func_sym", "weak_sym"]);
+        assert_eq!(
+            provided_interface(&bytes).unwrap(),
+            ["data_sym", "func_sym", "weak_sym"]
+        );
     }
 }

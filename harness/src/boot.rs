@@ -111,14 +111,18 @@ pub fn kernel_path(ctx: &Ctx, os: &str) -> Result<PathBuf> {
             std::path::absolute(&p).with_context(|| format!("resolving {}", p.display()))?
         }
     };
-    let mode = std::fs::metadata(&path)
-        .with_context(|| format!("stat {}", path.display()))?
-        .permissions()
-        .mode();
-    if mode & 0o111 == 0 {
-        bail!("{} is not executable", path.display());
-    }
+    check_kernel(&path)?;
     Ok(path)
+}
+
+/// Refuses a kernel path that is not an executable file.
+fn check_kernel(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("the kernel {} does not exist", path.display()))?;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        bail!("the kernel {} is not an executable file", path.display());
+    }
+    Ok(())
 }
 
 /// The host argv of the kernel (UML joins it into the kernel command line).
@@ -268,7 +272,7 @@ fn hints(console: &str) -> Vec<&'static str> {
     if has("ptrace") && (has("failed") || has("Operation not permitted")) {
         h.push("the host refused ptrace (a seccomp or YAMA policy, or a container without CAP_SYS_PTRACE?)");
     }
-    if has("Out of memory") || has("out of memory") {
+    if has("Out of memory") || has("out of memory") || has("Too few physical memory") {
         h.push("the guest ran out of memory: raise --mem");
     }
     h
@@ -278,7 +282,10 @@ fn describe_status(st: Option<WaitStatus>) -> String {
     match st {
         Some(WaitStatus::Exited(_, c)) => format!("exited with status {c}"),
         Some(WaitStatus::Signaled(_, s, core)) => {
-            format!("was killed by {s}{}", if core { " (core dumped)" } else { "" })
+            format!(
+                "was killed by {s}{}",
+                if core { " (core dumped)" } else { "" }
+            )
         }
         Some(other) => format!("{other:?}"),
         None => "is gone".into(),
@@ -307,11 +314,20 @@ pub struct Guest {
 impl Guest {
     /// Builds (or reuses) the initramfs and starts the kernel.
     pub fn start(spec: &BootSpec, ctx: &Ctx) -> Result<Guest> {
+        check_kernel(&spec.kernel)?;
+        let initrd = initramfs::ensure(ctx)?;
+        Guest::start_with_initrd(spec, &initrd)
+    }
+
+    /// Starts the kernel with a given initramfs.
+    fn start_with_initrd(spec: &BootSpec, initrd: &Path) -> Result<Guest> {
         SUBREAPER.call_once(sys::become_subreaper);
         if spec.cmd.is_empty() {
             bail!("no guest command given");
         }
-        let kernel = kernel_path(ctx, &spec.kernel.to_string_lossy())?;
+        check_kernel(&spec.kernel)?;
+        let kernel = std::path::absolute(&spec.kernel)
+            .with_context(|| format!("resolving {}", spec.kernel.display()))?;
         for u in &spec.ubd {
             if !u.exists() {
                 bail!("ubd image {} does not exist", u.display());
@@ -323,7 +339,6 @@ impl Guest {
             }
         }
         let cpuset = spec.cpu.map(sys::single_cpu_set).transpose()?;
-        let initrd = initramfs::ensure(ctx)?;
         let dir = tempfile::Builder::new()
             .prefix("uml-harness-")
             .tempdir()
@@ -334,37 +349,38 @@ impl Guest {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        let args = kernel_args(spec, &initrd, &umid, &uml_dir)?;
+        let args = kernel_args(spec, initrd, &umid, &uml_dir)?;
         let (out_r, out_w) = sys::pipe()?;
         let (in_r, in_w) = sys::pipe()?;
-        let child = {
-            let mut cmd = Command::new(&kernel);
-            cmd.args(&args)
-                .current_dir(&uml_dir)
-                .stdin(Stdio::from(in_r))
-                .stdout(Stdio::from(out_w.try_clone().context("dup")?))
-                .stderr(Stdio::from(out_w))
-                .process_group(0);
-            // SAFETY: the closure runs in the forked child before exec and only makes two
-            // system calls (sched_setaffinity, setrlimit) through nix wrappers that neither
-            // allocate nor take locks; `cpuset` is a plain bitmask copied into the closure.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if let Some(set) = &cpuset {
-                        nix::sched::sched_setaffinity(Pid::from_raw(0), set)?;
-                    }
-                    // A panicking UML aborts: no multi-gigabyte core files.
-                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0)?;
-                    Ok(())
-                });
-            }
-            cmd.spawn()
-                .with_context(|| format!("starting {} {}", kernel.display(), args.join(" ")))?
-            // `cmd` and with it the parent's copies of the child's pipe ends drop here.
-        };
-        let pid = Pid::from_raw(child.id() as i32);
-        drop(child);
-        signals::register(pid.as_raw(), uml_dir.clone());
+        let mut cmd = Command::new(&kernel);
+        cmd.args(&args)
+            .current_dir(&uml_dir)
+            .stdin(Stdio::from(in_r))
+            .stdout(Stdio::from(out_w.try_clone().context("dup")?))
+            .stderr(Stdio::from(out_w))
+            .process_group(0);
+        // SAFETY: the closure runs in the forked child before exec and only makes two
+        // system calls (sched_setaffinity, setrlimit) through nix wrappers that neither
+        // allocate nor take locks; `cpuset` is a plain bitmask copied into the closure.
+        unsafe {
+            cmd.pre_exec(move || {
+                if let Some(set) = &cpuset {
+                    nix::sched::sched_setaffinity(Pid::from_raw(0), set)?;
+                }
+                // A panicking UML aborts: no multi-gigabyte core files.
+                nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0)?;
+                Ok(())
+            });
+        }
+        let pid = signals::spawn_registered(|| {
+            let child = cmd
+                .spawn()
+                .with_context(|| format!("starting {} {}", kernel.display(), args.join(" ")))?;
+            Ok((child.id() as i32, uml_dir.clone()))
+        })?;
+        let pid = Pid::from_raw(pid);
+        // The parent's copies of the child's ends of the pipes.
+        drop(cmd);
         let console = Arc::new(Console {
             state: Mutex::new(ConsoleState::default()),
             cond: Condvar::new(),
@@ -390,6 +406,7 @@ impl Guest {
         })
     }
 
+    #[allow(dead_code)] // API for suite.rs and bench.rs
     pub fn umid(&self) -> &str {
         &self.umid
     }
@@ -425,7 +442,10 @@ impl Guest {
         for h in hints(&console) {
             msg.push_str(&format!("hint: {h}\n"));
         }
-        msg.push_str(&format!("--- last {TAIL_LINES} console lines ---\n{}", tail(&console, TAIL_LINES)));
+        msg.push_str(&format!(
+            "--- last {TAIL_LINES} console lines ---\n{}",
+            tail(&console, TAIL_LINES)
+        ));
         anyhow::anyhow!(msg)
     }
 
@@ -434,14 +454,20 @@ impl Guest {
     pub fn wait_for_console(&mut self, needle: &str, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let mut from = 0usize;
+        let mut exited_at: Option<Instant> = None;
         loop {
+            self.poll_exit();
             {
                 let console = Arc::clone(&self.console);
                 let g = console.lock();
-                let start = from.saturating_sub(needle.len());
-                if g.text.get(start..).is_some_and(|t| t.contains(needle))
-                    || String::from_utf8_lossy(&g.partial).contains(needle)
-                {
+                // Search only what is new since the last look (plus an overlap).
+                let mut start = from.saturating_sub(needle.len());
+                while !g.text.is_char_boundary(start) {
+                    start -= 1;
+                }
+                let mut fresh = g.text[start..].to_string();
+                fresh.push_str(&String::from_utf8_lossy(&g.partial));
+                if fresh.contains(needle) {
                     return Ok(());
                 }
                 from = g.text.len();
@@ -449,7 +475,10 @@ impl Guest {
                     drop(g);
                     return Err(self.failure(format!("the guest kernel panicked: {p}")));
                 }
-                if g.eof {
+                let exited = self.status.is_some()
+                    && exited_at.get_or_insert_with(Instant::now).elapsed()
+                        > Duration::from_secs(2);
+                if g.eof || exited {
                     drop(g);
                     self.poll_exit();
                     return Err(self.failure(format!(
@@ -643,7 +672,10 @@ mod tests {
     use super::*;
 
     fn spec() -> BootSpec {
-        let mut s = BootSpec::new("/k".into(), vec!["/bin/sh".into(), "-c".into(), "exit 3".into()]);
+        let mut s = BootSpec::new(
+            "/k".into(),
+            vec!["/bin/sh".into(), "-c".into(), "exit 3".into()],
+        );
         s.ubd = vec!["/a.img".into(), "/b.img".into()];
         s.hostfs_root = Some("/srv".into());
         s.extra_args = vec!["quiet".into()];
@@ -675,6 +707,109 @@ mod tests {
         assert!(kernel_args(&s, Path::new("/i"), "u", Path::new("/d")).is_err());
     }
 
+    /// A stand-in for a UML kernel: a shell script given the kernel's arguments.
+    fn fake(script: &str, timeout: u64) -> (tempfile::TempDir, BootSpec) {
+        let t = tempfile::tempdir().unwrap();
+        let k = t.path().join("linux");
+        std::fs::write(&k, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut s = BootSpec::new(k, vec!["true".into()]);
+        s.timeout = Duration::from_secs(timeout);
+        (t, s)
+    }
+
+    fn gone(pid: i32) -> bool {
+        nix::sys::signal::killpg(Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH)
+    }
+
+    #[test]
+    fn fake_kernel_exit_status_and_cleanup() {
+        // A straggler in the group must not survive the guest.
+        let (_t, spec) = fake(
+            "sleep 100 & echo booting; echo @@HARNESS-START@@; echo hello; \
+             echo '@@HARNESS-EXIT 4@@'",
+            20,
+        );
+        let mut g = Guest::start_with_initrd(&spec, Path::new("/nonexistent")).unwrap();
+        let (pid, dir) = (g.pid(), g.umid_dir());
+        assert!(dir.starts_with(std::env::temp_dir()));
+        g.wait_for_console("hello", Duration::from_secs(10))
+            .unwrap();
+        assert!(g.console_so_far().contains("booting\n"));
+        let out = g.wait().unwrap();
+        assert_eq!(out.exit_code, 4);
+        assert!(out.console.contains("hello\n@@HARNESS-EXIT 4@@"));
+        assert!(gone(pid));
+        assert!(!dir.parent().unwrap().exists());
+    }
+
+    #[test]
+    fn fake_kernel_panic() {
+        let (_t, spec) = fake(
+            "echo 'Kernel panic - not syncing: test'; exec sleep 100",
+            20,
+        );
+        let g = Guest::start_with_initrd(&spec, Path::new("/nonexistent")).unwrap();
+        let pid = g.pid();
+        let e = format!("{:#}", g.wait().unwrap_err());
+        assert!(
+            e.contains("panicked: Kernel panic - not syncing: test"),
+            "{e}"
+        );
+        assert!(e.contains("--- last 20 console lines ---"), "{e}");
+        assert!(gone(pid));
+    }
+
+    #[test]
+    fn fake_kernel_timeout_and_early_exit() {
+        let (_t, spec) = fake("echo early; exec sleep 100", 1);
+        let g = Guest::start_with_initrd(&spec, Path::new("/nonexistent")).unwrap();
+        let pid = g.pid();
+        let e = format!("{:#}", g.wait().unwrap_err());
+        assert!(
+            e.contains("timeout: the kernel did not reach /init within 1s"),
+            "{e}"
+        );
+        assert!(e.contains("early"), "{e}");
+        assert!(gone(pid));
+
+        let (_t, spec) = fake("echo 'Too few physical memory!'; exit 1", 20);
+        let e = format!(
+            "{:#}",
+            Guest::start_with_initrd(&spec, Path::new("/x"))
+                .unwrap()
+                .wait()
+                .unwrap_err()
+        );
+        assert!(
+            e.contains("exited with status 1 without the payload's exit marker"),
+            "{e}"
+        );
+        assert!(e.contains("hint: the guest ran out of memory"), "{e}");
+
+        let (_t, spec) = fake("echo up; exit 0", 20);
+        let mut g = Guest::start_with_initrd(&spec, Path::new("/x")).unwrap();
+        let e = format!(
+            "{:#}",
+            g.wait_for_console("never", Duration::from_secs(10))
+                .unwrap_err()
+        );
+        assert!(
+            e.contains("exited with status 0 before printing \"never\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn dropping_a_guest_kills_it() {
+        let (_t, spec) = fake("exec sleep 100", 20);
+        let g = Guest::start_with_initrd(&spec, Path::new("/x")).unwrap();
+        let (pid, dir) = (g.pid(), g.umid_dir());
+        drop(g);
+        assert!(gone(pid));
+        assert!(!dir.parent().unwrap().exists());
+    }
+
     #[test]
     fn console_state_markers() {
         let mut c = ConsoleState::default();
@@ -691,6 +826,9 @@ mod tests {
             c.panic.as_deref(),
             Some("[ 1.0] Kernel panic - not syncing: Attempted to kill init!")
         );
-        assert_eq!(tail(&c.text, 2), "@@HARNESS-EXIT 3@@\n[ 1.0] Kernel panic - not syncing: Attempted to kill init!");
+        assert_eq!(
+            tail(&c.text, 2),
+            "@@HARNESS-EXIT 3@@\n[ 1.0] Kernel panic - not syncing: Attempted to kill init!"
+        );
     }
 }

@@ -117,7 +117,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
     /// Where to write the JSON results [default: <cache>/bench.json].
-    #[arg(long, default_value = "", hide_default_value = true)]
+    #[arg(long, default_value = "", hide_default_value = true, value_parser = any_path)]
     pub json: PathBuf,
     /// Kernels to compare (comma-separated): c, rust, debian, host or a path.
     #[arg(long, value_delimiter = ',', default_value = "c,rust,debian,host")]
@@ -125,6 +125,11 @@ pub struct BenchArgs {
     /// Fewer iterations, for a quick look.
     #[arg(long)]
     pub quick: bool,
+}
+
+/// A path, empty allowed (clap's own PathBuf parser refuses "", our "use the default").
+fn any_path(s: &str) -> Result<PathBuf, std::convert::Infallible> {
+    Ok(PathBuf::from(s))
 }
 
 #[cfg(test)]
@@ -140,8 +145,18 @@ mod tests {
     #[test]
     fn run_takes_cmd_after_dashes() {
         let cli = Cli::try_parse_from([
-            "uml-harness", "run", "--os", "debian", "--ubd", "a.img", "--ubd", "b.img", "--",
-            "/bin/sh", "-c", "exit 3",
+            "uml-harness",
+            "run",
+            "--os",
+            "debian",
+            "--ubd",
+            "a.img",
+            "--ubd",
+            "b.img",
+            "--",
+            "/bin/sh",
+            "-c",
+            "exit 3",
         ])
         .unwrap();
         let Command::Run(r) = cli.command else {

@@ -133,7 +133,9 @@ fn make(ctx: &Ctx, out: &Path, args: &[String], log: &Path, progress: bool) -> R
             eprintln!("  [{:>4}s] {}", start.elapsed().as_secs(), l.trim());
         }
     }
-    let status = child.wait().with_context(|| format!("waiting for {shown}"))?;
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for {shown}"))?;
     if !status.success() {
         bail!(
             "{shown} failed ({status}) after {}s; log {}:\n{}",
@@ -158,7 +160,9 @@ pub fn failure_excerpt(log: &Path) -> String {
     let errors: Vec<&str> = lines
         .iter()
         .copied()
-        .filter(|l| l.contains("error:") || l.contains("Error ") || l.contains("undefined reference"))
+        .filter(|l| {
+            l.contains("error:") || l.contains("Error ") || l.contains("undefined reference")
+        })
         .take(20)
         .collect();
     let tail = &lines[lines.len().saturating_sub(25)..];
@@ -193,11 +197,15 @@ fn configure(ctx: &Ctx, os: &str, out: &Path, series: &Series, log: &Path) -> Re
     let want = config_stamp(&fragments, series);
     let stamp = out.join(CONFIG_STAMP);
     let config = out.join(".config");
-    if config.is_file() && fs::read_to_string(&stamp).ok().as_deref().map(str::trim) == Some(&want) {
+    if config.is_file() && fs::read_to_string(&stamp).ok().as_deref().map(str::trim) == Some(&want)
+    {
         return Ok(());
     }
     fs::remove_file(&stamp).ok();
-    eprintln!("uml-harness: configuring {} (defconfig + fragments)", out.display());
+    eprintln!(
+        "uml-harness: configuring {} (defconfig + fragments)",
+        out.display()
+    );
     make(ctx, out, &["defconfig".into()], log, false)?;
     let merge = ctx.kernel_src.join("scripts/kconfig/merge_config.sh");
     let mut cmd = Command::new("sh");
@@ -248,7 +256,8 @@ fn configure(ctx: &Ctx, os: &str, out: &Path, series: &Series, log: &Path) -> Re
             );
         }
     }
-    fs::write(&stamp, format!("{want}\n")).with_context(|| format!("writing {}", stamp.display()))?;
+    fs::write(&stamp, format!("{want}\n"))
+        .with_context(|| format!("writing {}", stamp.display()))?;
     Ok(())
 }
 
@@ -256,6 +265,9 @@ fn configure(ctx: &Ctx, os: &str, out: &Path, series: &Series, log: &Path) -> Re
 pub fn build(ctx: &Ctx, os: &str, jobs: Option<usize>) -> Result<PathBuf> {
     if !matches!(os, "c" | "rust") {
         bail!("unknown --os {os}: expected c or rust");
+    }
+    if jobs == Some(0) {
+        bail!("--jobs must be at least 1");
     }
     kernel_src::ensure(ctx)?;
     let series = Series::load(&ctx.patches_dir())?;
@@ -266,15 +278,20 @@ pub fn build(ctx: &Ctx, os: &str, jobs: Option<usize>) -> Result<PathBuf> {
         let log = out.join(BUILD_LOG);
         File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         configure(ctx, os, &out, &series, &log)?;
-        let jobs = jobs.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, |n| n.get()) + 1
-        });
+        let jobs =
+            jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) + 1);
         eprintln!(
             "uml-harness: building the {os} kernel in {} with -j{jobs} (log: {})",
             out.display(),
             log.display()
         );
-        make(ctx, &out, &[format!("-j{jobs}"), "linux".into()], &log, true)?;
+        make(
+            ctx,
+            &out,
+            &[format!("-j{jobs}"), "linux".into()],
+            &log,
+            true,
+        )?;
         let linux = out.join("linux");
         if !linux.is_file() {
             bail!("make succeeded but {} does not exist", linux.display());
@@ -300,14 +317,47 @@ mod tests {
             "# c\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_S=\"/x y\"\nCONFIG_N=n\nfoo\n",
         );
         assert_eq!(frag.len(), 4);
-        assert_eq!(frag[1], ConfigLine { name: "CONFIG_B".into(), value: None });
+        assert_eq!(
+            frag[1],
+            ConfigLine {
+                name: "CONFIG_B".into(),
+                value: None
+            }
+        );
         let good = "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_S=\"/x y\"\n# CONFIG_N is not set\n";
         assert!(unmet(&frag, good).is_empty());
         let bad = "CONFIG_A=m\nCONFIG_B=y\nCONFIG_N=y\n";
         assert_eq!(
             unmet(&frag, bad),
-            ["CONFIG_A=y", "# CONFIG_B is not set", "CONFIG_S=\"/x y\"", "CONFIG_N=n"]
+            [
+                "CONFIG_A=y",
+                "# CONFIG_B is not set",
+                "CONFIG_S=\"/x y\"",
+                "CONFIG_N=n"
+            ]
         );
+    }
+
+    #[test]
+    fn failure_excerpt_shows_errors_and_tail() {
+        let t = tempfile::tempdir().unwrap();
+        let log = t.path().join("log");
+        let mut text = String::from("  CC a.o\nx.c:1:2: error: expected ';'\n");
+        for i in 0..40 {
+            text.push_str(&format!("line {i}\n"));
+        }
+        text.push_str("make[1]: *** [Makefile:1: x.o] Error 1\n");
+        fs::write(&log, text).unwrap();
+        let e = failure_excerpt(&log);
+        assert!(
+            e.contains("--- errors ---\nx.c:1:2: error: expected ';'"),
+            "{e}"
+        );
+        assert!(
+            e.contains("line 39\nmake[1]: *** [Makefile:1: x.o] Error 1"),
+            "{e}"
+        );
+        assert!(!e.contains("line 10\n"), "{e}");
     }
 
     #[test]

@@ -76,8 +76,13 @@ pub fn check_version(v: KernelVersion, tree: &Path) -> Result<()> {
 /// Reads and checks the version of the tree at `src`.
 pub fn tree_version(src: &Path) -> Result<KernelVersion> {
     let mk = src.join("Makefile");
-    let text = fs::read_to_string(&mk)
-        .with_context(|| format!("{} is not a kernel tree (reading {})", src.display(), mk.display()))?;
+    let text = fs::read_to_string(&mk).with_context(|| {
+        format!(
+            "{} is not a kernel tree (reading {})",
+            src.display(),
+            mk.display()
+        )
+    })?;
     let v = parse_makefile_version(&text).with_context(|| format!("parsing {}", mk.display()))?;
     check_version(v, src)?;
     Ok(v)
@@ -120,7 +125,11 @@ impl Series {
         if self.patches.is_empty() {
             "empty (no patches in kernel-patches/series)".to_string()
         } else {
-            format!("{} patches, sha256 {}", self.patches.len(), &self.hash[..12])
+            format!(
+                "{} patches, sha256 {}",
+                self.patches.len(),
+                &self.hash[..12]
+            )
         }
     }
 }
@@ -180,16 +189,21 @@ pub struct TreeInfo {
 /// Makes `ctx.kernel_src` exist, be 6.12.x and carry exactly the current series.
 pub fn ensure(ctx: &Ctx) -> Result<TreeInfo> {
     let series = Series::load(&ctx.patches_dir())?;
-    with_lock(&ctx.cache.join("locks").join("src.lock"), "the kernel source", || {
-        ensure_locked(ctx, &series)
-    })
+    with_lock(
+        &ctx.cache.join("locks").join("src.lock"),
+        "the kernel source",
+        || ensure_locked(ctx, &series),
+    )
 }
 
 fn ensure_locked(ctx: &Ctx, series: &Series) -> Result<TreeInfo> {
     let src = &ctx.kernel_src;
     if !src.join("Makefile").is_file() {
         if ctx.kernel_src_is_user {
-            bail!("--kernel-src {}: no kernel tree there (no Makefile)", src.display());
+            bail!(
+                "--kernel-src {}: no kernel tree there (no Makefile)",
+                src.display()
+            );
         }
         unpack(ctx)?;
     }
@@ -216,10 +230,15 @@ fn bring_to(ctx: &Ctx, series: &Series, replace: bool) -> Result<()> {
     let src = &ctx.kernel_src;
     let attempt = |replace: bool| -> Result<()> {
         if replace {
-            eprintln!("uml-harness: a different patch series is applied to {}; reversing it", src.display());
-            reverse_saved(src)?;
+            eprintln!(
+                "uml-harness: a different patch series is applied to {}; reversing it",
+                src.display()
+            );
+            let kept = reverse_saved(src, &series.patches)?;
+            apply_series(src, &series.patches[kept..])?;
+        } else {
+            apply_series(src, &series.patches)?;
         }
-        apply_series(src, &series.patches)?;
         record(src, series)
     };
     match attempt(replace) {
@@ -248,14 +267,21 @@ fn record(src: &Path, series: &Series) -> Result<()> {
     }
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     for (i, p) in series.patches.iter().enumerate() {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let to = dir.join(format!("{i:04}-{name}"));
         fs::copy(p, &to).with_context(|| format!("copying {} to {}", p.display(), to.display()))?;
     }
     let stamp = src.join(STAMP_FILE);
     fs::write(&stamp, format!("{}\n", series.hash))
         .with_context(|| format!("writing {}", stamp.display()))?;
-    eprintln!("uml-harness: kernel tree {} carries the patch series {}", src.display(), series.describe());
+    eprintln!(
+        "uml-harness: kernel tree {} carries the patch series {}",
+        src.display(),
+        series.describe()
+    );
     Ok(())
 }
 
@@ -278,9 +304,13 @@ fn patch(src: &Path, file: &Path, dir: Dir, dry_run: bool) -> Result<(bool, Stri
     if dry_run {
         cmd.arg("--dry-run");
     }
-    let out = cmd
-        .output()
-        .with_context(|| format!("running patch -p1 -i {} in {}", file.display(), src.display()))?;
+    let out = cmd.output().with_context(|| {
+        format!(
+            "running patch -p1 -i {} in {}",
+            file.display(),
+            src.display()
+        )
+    })?;
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     Ok((out.status.success(), text))
@@ -297,7 +327,11 @@ pub fn apply_series(src: &Path, patches: &[PathBuf]) -> Result<()> {
             let (ok, out) = patch(src, p, Dir::Forward, false)?;
             if !ok {
                 rollback(src, &applied);
-                bail!("patch {} failed on {} after a clean dry run:\n{out}", p.display(), src.display());
+                bail!(
+                    "patch {} failed on {} after a clean dry run:\n{out}",
+                    p.display(),
+                    src.display()
+                );
             }
             eprintln!("uml-harness: applied {}", p.display());
             applied.push(p);
@@ -323,14 +357,19 @@ fn rollback(src: &Path, applied: &[&Path]) {
     for p in applied.iter().rev() {
         match patch(src, p, Dir::Reverse, false) {
             Ok((true, _)) => eprintln!("uml-harness: rolled back {}", p.display()),
-            Ok((false, out)) => eprintln!("uml-harness: could not roll back {}: {out}", p.display()),
+            Ok((false, out)) => {
+                eprintln!("uml-harness: could not roll back {}: {out}", p.display())
+            }
             Err(e) => eprintln!("uml-harness: could not roll back {}: {e:#}", p.display()),
         }
     }
 }
 
 /// Reverses the patches recorded in `<src>/.arch-um-rs-applied`, last first.
-fn reverse_saved(src: &Path) -> Result<()> {
+/// Only the patches after the longest common prefix of the old and the new series (same
+/// contents) are reversed, so that unchanged patches keep their files' timestamps and the
+/// kernel builds stay incremental. Returns the length of that prefix.
+fn reverse_saved(src: &Path, new: &[PathBuf]) -> Result<usize> {
     let dir = src.join(APPLIED_DIR);
     let mut saved: Vec<PathBuf> = match fs::read_dir(&dir) {
         Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
@@ -341,20 +380,35 @@ fn reverse_saved(src: &Path) -> Result<()> {
         ),
     };
     saved.sort();
-    for p in saved.iter().rev() {
+    let kept = saved
+        .iter()
+        .zip(new)
+        .take_while(|(a, b)| matches!((fs::read(a), fs::read(b)), (Ok(x), Ok(y)) if x == y))
+        .count();
+    fs::remove_file(src.join(STAMP_FILE)).ok();
+    for p in saved[kept..].iter().rev() {
         let (ok, out) = patch(src, p, Dir::Reverse, true)?;
         if !ok {
-            bail!("cannot reverse the old patch {}:\n{}", p.display(), out.trim_end());
+            bail!(
+                "cannot reverse the old patch {}:\n{}",
+                p.display(),
+                out.trim_end()
+            );
         }
         let (ok, out) = patch(src, p, Dir::Reverse, false)?;
         if !ok {
-            bail!("reversing the old patch {} failed:\n{}", p.display(), out.trim_end());
+            bail!(
+                "reversing the old patch {} failed:\n{}",
+                p.display(),
+                out.trim_end()
+            );
         }
         eprintln!("uml-harness: reversed old {}", p.display());
     }
-    fs::remove_file(src.join(STAMP_FILE)).ok();
-    fs::remove_dir_all(&dir).ok();
-    Ok(())
+    if kept > 0 {
+        eprintln!("uml-harness: the first {kept} patches are unchanged and stay applied");
+    }
+    Ok(kept)
 }
 
 /// Unpacks the Debian tarball into `<cache>/src`, replacing the cached tree.
@@ -372,7 +426,11 @@ fn unpack(ctx: &Ctx) -> Result<()> {
         .prefix(".unpack-")
         .tempdir_in(&parent)
         .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
-    eprintln!("uml-harness: unpacking {} into {} ...", tarball.display(), parent.display());
+    eprintln!(
+        "uml-harness: unpacking {} into {} ...",
+        tarball.display(),
+        parent.display()
+    );
     let status = Command::new("tar")
         .arg("-xJf")
         .arg(tarball)
@@ -385,7 +443,10 @@ fn unpack(ctx: &Ctx) -> Result<()> {
     }
     let unpacked = tmp.path().join(KERNEL_DIR_NAME);
     if !unpacked.join("Makefile").is_file() {
-        bail!("{} does not contain {KERNEL_DIR_NAME}/Makefile", tarball.display());
+        bail!(
+            "{} does not contain {KERNEL_DIR_NAME}/Makefile",
+            tarball.display()
+        );
     }
     let dest = parent.join(KERNEL_DIR_NAME);
     if dest.exists() {
@@ -398,7 +459,11 @@ fn unpack(ctx: &Ctx) -> Result<()> {
     // The old tree (if any) goes away with `tmp`.
     drop(tmp);
     if dest != ctx.kernel_src {
-        bail!("internal error: unpacked to {} but the tree is {}", dest.display(), ctx.kernel_src.display());
+        bail!(
+            "internal error: unpacked to {} but the tree is {}",
+            dest.display(),
+            ctx.kernel_src.display()
+        );
     }
     Ok(())
 }
@@ -469,10 +534,16 @@ mod tests {
         let s1 = Series::load(&pd).unwrap();
         apply_series(&src, &s1.patches).unwrap();
         record(&src, &s1).unwrap();
-        assert_eq!(fs::read_to_string(src.join("f.txt")).unwrap(), "one\nTWO\nthree\n");
+        assert_eq!(
+            fs::read_to_string(src.join("f.txt")).unwrap(),
+            "one\nTWO\nthree\n"
+        );
         // Applying again: detected as applied, no change.
         apply_series(&src, &s1.patches).unwrap();
-        assert_eq!(fs::read_to_string(src.join("f.txt")).unwrap(), "one\nTWO\nthree\n");
+        assert_eq!(
+            fs::read_to_string(src.join("f.txt")).unwrap(),
+            "one\nTWO\nthree\n"
+        );
         // A changed series: reverse the saved copy, apply the new one.
         let p2 = "--- a/f.txt\n+++ b/f.txt\n@@ -1,3 +1,3 @@\n one\n two\n-three\n+THREE\n";
         write(&pd.join("0001-two.patch"), p2);
@@ -480,10 +551,38 @@ mod tests {
         assert_ne!(s1.hash, s2.hash);
         let stamp = fs::read_to_string(src.join(STAMP_FILE)).unwrap();
         assert_eq!(plan(Some(&stamp), &s2.hash), Plan::Replace);
-        reverse_saved(&src).unwrap();
-        assert_eq!(fs::read_to_string(src.join("f.txt")).unwrap(), "one\ntwo\nthree\n");
+        assert_eq!(reverse_saved(&src, &s2.patches).unwrap(), 0);
+        assert_eq!(
+            fs::read_to_string(src.join("f.txt")).unwrap(),
+            "one\ntwo\nthree\n"
+        );
         apply_series(&src, &s2.patches).unwrap();
-        assert_eq!(fs::read_to_string(src.join("f.txt")).unwrap(), "one\ntwo\nTHREE\n");
+        record(&src, &s2).unwrap();
+        assert_eq!(
+            fs::read_to_string(src.join("f.txt")).unwrap(),
+            "one\ntwo\nTHREE\n"
+        );
+        // A series that appends a patch keeps the first one applied.
+        let p4 = "--- a/f.txt\n+++ b/f.txt\n@@ -1,3 +1,3 @@\n-one\n+1\n two\n THREE\n";
+        write(&pd.join("0009-one.patch"), p4);
+        write(&pd.join("series"), "0001-two.patch\n0009-one.patch\n");
+        let s3 = Series::load(&pd).unwrap();
+        assert_eq!(reverse_saved(&src, &s3.patches).unwrap(), 1);
+        apply_series(&src, &s3.patches[1..]).unwrap();
+        assert_eq!(
+            fs::read_to_string(src.join("f.txt")).unwrap(),
+            "1\ntwo\nTHREE\n"
+        );
+        record(&src, &s3).unwrap();
+        // Shrinking it back reverses only the second.
+        write(&pd.join("series"), "0001-two.patch\n");
+        let s4 = Series::load(&pd).unwrap();
+        assert_eq!(reverse_saved(&src, &s4.patches).unwrap(), 1);
+        assert_eq!(
+            fs::read_to_string(src.join("f.txt")).unwrap(),
+            "one\ntwo\nTHREE\n"
+        );
+        record(&src, &s4).unwrap();
         // A patch that applies neither way fails and leaves the tree as it was.
         let bad = "--- a/f.txt\n+++ b/f.txt\n@@ -1,3 +1,3 @@\n nope\n-nope\n+x\n nope\n";
         write(&pd.join("0002-bad.patch"), bad);
@@ -492,6 +591,9 @@ mod tests {
         let list = [pd.join("0000-one.patch"), pd.join("0002-bad.patch")];
         let e = apply_series(&src, &list).unwrap_err().to_string();
         assert!(e.contains("0002-bad.patch"), "{e}");
-        assert_eq!(fs::read_to_string(src.join("f.txt")).unwrap(), "one\ntwo\nTHREE\n");
+        assert_eq!(
+            fs::read_to_string(src.join("f.txt")).unwrap(),
+            "one\ntwo\nTHREE\n"
+        );
     }
 }

@@ -44,12 +44,11 @@ impl Ctx {
         };
         let cache = absolute(&cache)?;
         let repo = find_repo()?;
-        let (kernel_src, kernel_src_is_user) = match kernel_src
-            .or_else(|| env::var_os("ARCH_UM_RS_KERNEL_SRC").map(PathBuf::from))
-        {
-            Some(dir) => (absolute(&dir)?, true),
-            None => (cache.join("src").join(KERNEL_DIR_NAME), false),
-        };
+        let (kernel_src, kernel_src_is_user) =
+            match kernel_src.or_else(|| env::var_os("ARCH_UM_RS_KERNEL_SRC").map(PathBuf::from)) {
+                Some(dir) => (absolute(&dir)?, true),
+                None => (cache.join("src").join(KERNEL_DIR_NAME), false),
+            };
         Ok(Ctx {
             cache,
             repo,
@@ -129,9 +128,7 @@ fn find_repo() -> Result<PathBuf> {
     if is_repo_root(&compiled) {
         return Ok(compiled.canonicalize().unwrap_or(compiled));
     }
-    bail!(
-        "cannot find the arch-um-rs repository: run from inside it or set ARCH_UM_RS_REPO"
-    )
+    bail!("cannot find the arch-um-rs repository: run from inside it or set ARCH_UM_RS_REPO")
 }
 
 #[cfg(test)]

@@ -39,8 +39,12 @@ pub fn encode_cmd(argv: &[String]) -> Result<String> {
 }
 
 /// Inverse of [`encode_cmd`] (what `/init` does in shell), for tests and tools.
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn decode_cmd(param: &str) -> Result<Vec<String>> {
-    let Some(value) = param.strip_prefix(CMD_PARAM).and_then(|r| r.strip_prefix('=')) else {
+    let Some(value) = param
+        .strip_prefix(CMD_PARAM)
+        .and_then(|r| r.strip_prefix('='))
+    else {
         bail!("not a {CMD_PARAM}= parameter: {param}");
     };
     value
@@ -62,6 +66,7 @@ pub fn decode_cmd(param: &str) -> Result<Vec<String>> {
 }
 
 /// The exit marker line for `status`.
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn exit_marker(status: i32) -> String {
     format!("{EXIT_PREFIX}{status}{EXIT_SUFFIX}")
 }
@@ -133,10 +138,17 @@ mod tests {
     #[test]
     fn cmd_round_trip() {
         let cases: Vec<Vec<String>> = vec![
-            vec!["/bin/sh".into(), "-c".into(), "cat /proc/cpuinfo | head -5; exit 3".into()],
+            vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "cat /proc/cpuinfo | head -5; exit 3".into(),
+            ],
             vec!["".into()],
             vec!["a".into(), "".into(), "".into()],
-            vec!["ünïcode \"quotes\" 'and' $dollars\n".into(), "a,b=c x".into()],
+            vec![
+                "ünïcode \"quotes\" 'and' $dollars\n".into(),
+                "a,b=c x".into(),
+            ],
         ];
         for argv in cases {
             let p = encode_cmd(&argv).unwrap();
@@ -170,7 +182,11 @@ mod tests {
             .args(["sh", "-c", &snippet])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(String::from_utf8(out.stdout).unwrap(), "[a b][][x\n][ü,=]");
     }
 
@@ -178,7 +194,10 @@ mod tests {
     fn exit_marker_parsing() {
         assert_eq!(parse_exit_marker(&exit_marker(3)), Some(3));
         assert_eq!(parse_exit_marker("@@HARNESS-EXIT 0@@"), Some(0));
-        assert_eq!(parse_exit_marker("[  1.2] foo@@HARNESS-EXIT 130@@\r"), Some(130));
+        assert_eq!(
+            parse_exit_marker("[  1.2] foo@@HARNESS-EXIT 130@@\r"),
+            Some(130)
+        );
         assert_eq!(parse_exit_marker("@@HARNESS-EXIT @@"), None);
         assert_eq!(parse_exit_marker("@@HARNESS-EXIT 1"), None);
         assert_eq!(parse_exit_marker("echo \"@@HARNESS-EXIT $status@@\""), None);

@@ -125,7 +125,10 @@ fn run_apt(args: &[&str]) -> Result<()> {
 pub fn run(ctx: &Ctx, args: &SetupArgs) -> Result<()> {
     eprintln!("uml-harness: host packages:");
     ensure_packages(args.check_only)?;
-    for (what, cmd) in [("gcc", ["gcc", "--version"]), ("make", ["make", "--version"])] {
+    for (what, cmd) in [
+        ("gcc", ["gcc", "--version"]),
+        ("make", ["make", "--version"]),
+    ] {
         if let Ok(o) = Command::new(cmd[0]).arg(cmd[1]).output() {
             let first = String::from_utf8_lossy(&o.stdout);
             eprintln!("  {what}: {}", first.lines().next().unwrap_or("?"));

@@ -24,7 +24,8 @@ static RUNNING: Mutex<Vec<(i32, PathBuf)>> = Mutex::new(Vec::new());
 
 /// Installs the handler (once, at start of `main`).
 pub fn install() -> Result<()> {
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
     std::thread::Builder::new()
         .name("uml-harness-signals".into())
         .spawn(move || {
@@ -77,16 +78,17 @@ pub fn interrupted() -> Option<i32> {
     }
 }
 
-/// Records a running guest (process group and private directory).
-pub fn register(pgid: i32, dir: PathBuf) {
-    RUNNING
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((pgid, dir));
-    // A signal that came between spawning and registering must still stop this guest.
-    if interrupted().is_some() {
-        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+/// Starts a guest with `spawn` (which returns its process group and private directory)
+/// and records it, holding the registry lock throughout so that a signal arriving
+/// meanwhile waits for the record and then stops the new guest too.
+pub fn spawn_registered(spawn: impl FnOnce() -> Result<(i32, PathBuf)>) -> Result<i32> {
+    let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(sig) = interrupted() {
+        anyhow::bail!("interrupted by signal {sig}");
     }
+    let (pgid, dir) = spawn()?;
+    running.push((pgid, dir));
+    Ok(pgid)
 }
 
 /// Forgets a guest that has been cleaned up.

@@ -246,6 +246,8 @@ pub struct GuestKtap {
     pub plan: Option<usize>,
     /// (number, name, status), in console order.
     pub results: Vec<(usize, String, Status)>,
+    /// Case names announced by the `# cases: ...` line, in plan order.
+    pub names: Vec<String>,
 }
 
 /// Parses the last `KTAP version 1` stream on the console. Kernel messages
@@ -261,6 +263,12 @@ pub fn parse_guest_ktap(console: &str) -> Option<GuestKtap> {
                 k.plan = Some(n);
                 continue;
             }
+        }
+        if let Some(names) = l.strip_prefix("# cases:") {
+            if k.names.is_empty() {
+                k.names = names.split_whitespace().map(String::from).collect();
+            }
+            continue;
         }
         let (ok, rest) = if let Some(r) = l.strip_prefix("not ok ") {
             (false, r)
@@ -368,7 +376,11 @@ fn check_umid_dir(guest: &Guest) -> Result<()> {
         .parse()
         .with_context(|| format!("{} holds {text:?}, not a pid", pidf.display()))?;
     if pid != guest.pid() {
-        bail!("{} says {pid}, the kernel's pid is {}", pidf.display(), guest.pid());
+        bail!(
+            "{} says {pid}, the kernel's pid is {}",
+            pidf.display(),
+            guest.pid()
+        );
     }
     let sock = dir.join("mconsole");
     let meta = fs::symlink_metadata(&sock).with_context(|| format!("stat {}", sock.display()))?;
@@ -413,7 +425,11 @@ fn mconsole(socket: &Path, args: &[&str]) -> Result<String> {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("uml_mconsole {} {} did not answer within 15 s", socket.display(), args.join(" "));
+            bail!(
+                "uml_mconsole {} {} did not answer within 15 s",
+                socket.display(),
+                args.join(" ")
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -423,15 +439,23 @@ fn mconsole(socket: &Path, args: &[&str]) -> Result<String> {
 fn check_mconsole_version(guest: &Guest, diags: &mut Vec<String>) -> Result<()> {
     let sock = guest.umid_dir().join("mconsole");
     let out = mconsole(&sock, &["version"])?;
-    let line = out.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    let line = out
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
     diags.push(format!("mconsole version: {line}"));
     let Some(version) = line.strip_prefix("OK") else {
         bail!("mconsole answered {line:?}, expected OK and a version");
     };
     let has_release = version.split_whitespace().any(|w| {
         let mut parts = w.split('.');
-        parts.next().is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-            && parts.next().is_some_and(|p| p.bytes().next().is_some_and(|b| b.is_ascii_digit()))
+        parts
+            .next()
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            && parts
+                .next()
+                .is_some_and(|p| p.bytes().next().is_some_and(|b| b.is_ascii_digit()))
     });
     if !has_release {
         bail!("mconsole version {line:?} holds no kernel release");
@@ -458,14 +482,19 @@ fn wait_kernel_exit(pid: i32, limit: Duration) -> Result<()> {
             Err(_) => return Ok(()),
             Ok(s) => {
                 // The state follows the parenthesised command name.
-                let state = s.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next());
+                let state = s
+                    .rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().next());
                 if matches!(state, Some("Z" | "X")) {
                     return Ok(());
                 }
             }
         }
         if Instant::now() > deadline {
-            bail!("the kernel (pid {pid}) had not exited {}s after the payload ended", limit.as_secs());
+            bail!(
+                "the kernel (pid {pid}) had not exited {}s after the payload ended",
+                limit.as_secs()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -506,15 +535,27 @@ fn verify_hostfs(hostfs: &Path, seeds: Seeds) -> Result<()> {
     let p = hostfs.join(proto::GUEST_TO_HOST);
     let data = fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
     if data.len() != proto::HOSTFS_LEN {
-        bail!("{} has {} bytes, expected {}", p.display(), data.len(), proto::HOSTFS_LEN);
+        bail!(
+            "{} has {} bytes, expected {}",
+            p.display(),
+            data.len(),
+            proto::HOSTFS_LEN
+        );
     }
     if let Some(i) = pattern::first_mismatch(seeds.hostfs.wrapping_add(1), 0, &data) {
-        bail!("{} differs from the guest's pattern at byte {i}", p.display());
+        bail!(
+            "{} differs from the guest's pattern at byte {i}",
+            p.display()
+        );
     }
     let p = hostfs.join(proto::GUEST_NOTE_FILE);
     let note = fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
     if note != proto::GUEST_NOTE {
-        bail!("{} holds {note:?}, expected {:?}", p.display(), proto::GUEST_NOTE);
+        bail!(
+            "{} holds {note:?}, expected {:?}",
+            p.display(),
+            proto::GUEST_NOTE
+        );
     }
     if hostfs.join("guest-dir").exists() {
         bail!("guest-dir, removed in the guest, still exists on the host");
@@ -525,7 +566,10 @@ fn verify_hostfs(hostfs: &Path, seeds: Seeds) -> Result<()> {
 /// Adds the guest's cases (from its console KTAP) to `rep`.
 fn add_guest_results(rep: &mut Report, console: &str) {
     let Some(k) = parse_guest_ktap(console) else {
-        rep.add("guest_ktap", Status::Fail("no KTAP output from uml-guest on the console".into()));
+        rep.add(
+            "guest_ktap",
+            Status::Fail("no KTAP output from uml-guest on the console".into()),
+        );
         rep.diags.push("last console lines:".into());
         rep.diags
             .extend(boot::tail(console, 15).lines().map(|l| format!("  {l}")));
@@ -536,7 +580,10 @@ fn add_guest_results(rep: &mut Report, console: &str) {
         match k.results.iter().find(|(i, _, _)| *i == n) {
             Some((_, name, st)) => rep.add(name, st.clone()),
             None => rep.add(
-                &format!("guest_case_{n}"),
+                &k.names
+                    .get(n - 1)
+                    .cloned()
+                    .unwrap_or_else(|| format!("guest_case_{n}")),
                 Status::Fail("no result on the console (did the guest stop?)".into()),
             ),
         }
@@ -558,7 +605,10 @@ fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
     let tmp = match tempfile::Builder::new().prefix("uml-suite-").tempdir() {
         Ok(t) => t,
         Err(e) => {
-            rep.check("host_prepare", Err(anyhow::Error::from(e).context("creating a temporary directory")));
+            rep.check(
+                "host_prepare",
+                Err(anyhow::Error::from(e).context("creating a temporary directory")),
+            );
             return (title, rep);
         }
     };
@@ -585,6 +635,7 @@ fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
     spec.timeout = BOOT_TIMEOUT;
     spec.echo_console = true;
     let mut host = Report::default();
+    let booted = Instant::now();
     let mut guest = match Guest::start(&spec, ctx) {
         Ok(g) => g,
         Err(e) => {
@@ -598,14 +649,28 @@ fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
     match guest.wait_for_console(proto::READY_MARKER, READY_TIMEOUT) {
         Ok(()) => {
             host.check("host_umid_dir_running", check_umid_dir(&guest));
-            host.check("host_mconsole_version", check_mconsole_version(&guest, &mut diags));
-            let verdict = if host.totals().failed == 0 { "ok" } else { "host checks failed" };
+            host.check(
+                "host_mconsole_version",
+                check_mconsole_version(&guest, &mut diags),
+            );
+            let verdict = if host.totals().failed == 0 {
+                "ok"
+            } else {
+                "host checks failed"
+            };
             host.check("host_release_guest", release_guest(&files.hostfs, verdict));
         }
         Err(e) => {
             let why = format!("the guest never became ready for host checks: {e:#}");
             host.check("host_umid_dir_running", Err(anyhow::anyhow!(why.clone())));
-            host.add("host_mconsole_version", Status::Fail("not run: the guest never became ready".into()));
+            host.add(
+                "host_mconsole_version",
+                Status::Fail("not run: the guest never became ready".into()),
+            );
+            host.add(
+                "host_release_guest",
+                Status::Skip("the guest never became ready".into()),
+            );
         }
     }
     rep.diags.append(&mut diags);
@@ -613,19 +678,26 @@ fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
     // The kernel exits by itself after the payload, and removes its umid
     // directory on the way out.
     let umid_dir = guest.umid_dir();
+    let left = BOOT_TIMEOUT.saturating_sub(booted.elapsed());
     let exited = guest
-        .wait_for_console(proto::EXIT_MARKER_PREFIX, BOOT_TIMEOUT)
+        .wait_for_console(proto::EXIT_MARKER_PREFIX, left)
         .and_then(|()| wait_kernel_exit(guest.pid(), Duration::from_secs(20)));
     host.check(
         "host_umid_dir_removed",
         exited.and_then(|()| {
             if umid_dir.exists() {
-                bail!("{} still exists after the kernel exited", umid_dir.display());
+                bail!(
+                    "{} still exists after the kernel exited",
+                    umid_dir.display()
+                );
             }
             Ok(())
         }),
     );
 
+    // Should the run fail, the console so far still carries the guest's
+    // results.
+    let console_before = guest.console_so_far();
     match guest.wait() {
         Ok(outcome) => {
             add_guest_results(&mut rep, &outcome.console);
@@ -634,12 +706,15 @@ fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
                 if outcome.exit_code == 0 {
                     Status::Pass
                 } else {
-                    Status::Fail(format!("uml-guest test exited with status {}", outcome.exit_code))
+                    Status::Fail(format!(
+                        "uml-guest test exited with status {}",
+                        outcome.exit_code
+                    ))
                 },
             );
         }
         Err(e) => {
-            // The console up to the failure still carries the guest's results.
+            add_guest_results(&mut rep, &console_before);
             rep.check("guest_exit_status", Err(e));
         }
     }
@@ -650,7 +725,8 @@ fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
 
     if rep.totals().failed > 0 {
         let kept = tmp.keep();
-        rep.diags.push(format!("kept {} for inspection", kept.display()));
+        rep.diags
+            .push(format!("kept {} for inspection", kept.display()));
     }
     (title, rep)
 }
@@ -672,9 +748,16 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<()> {
             bail!("interrupted by signal {sig}");
         }
     }
-    println!("{} passed, {} failed, {} skipped", total.passed, total.failed, total.skipped);
+    println!(
+        "{} passed, {} failed, {} skipped",
+        total.passed, total.failed, total.skipped
+    );
     if total.failed > 0 {
-        bail!("{} test(s) failed (kernels: {})", total.failed, failed_kernels.join(", "));
+        bail!(
+            "{} test(s) failed (kernels: {})",
+            total.failed,
+            failed_kernels.join(", ")
+        );
     }
     Ok(())
 }
@@ -689,6 +772,7 @@ mod tests {
 [    0.1] boot
 KTAP version 1
 1..4
+# cases: skas_mode fork_wait hostfs ubd
 ok 1 skas_mode
 # diag
 [    1.2] random kernel line
@@ -702,15 +786,27 @@ ok 3 hostfs # SKIP no --hostfs-dir given
             k.results,
             vec![
                 (1, "skas_mode".into(), Status::Pass),
-                (2, "fork_wait".into(), Status::Fail("child 12: exit code 3, expected 4".into())),
-                (3, "hostfs".into(), Status::Skip("no --hostfs-dir given".into())),
+                (
+                    2,
+                    "fork_wait".into(),
+                    Status::Fail("child 12: exit code 3, expected 4".into())
+                ),
+                (
+                    3,
+                    "hostfs".into(),
+                    Status::Skip("no --hostfs-dir given".into())
+                ),
             ]
         );
         let mut rep = Report::default();
         add_guest_results(&mut rep, console);
         let t = rep.totals();
         assert_eq!((t.passed, t.failed, t.skipped), (1, 2, 1));
-        assert_eq!(rep.cases[3].0, "guest_case_4");
+        assert_eq!(rep.cases[3].0, "ubd");
+        assert_eq!(
+            rep.cases[3].1,
+            Status::Fail("no result on the console (did the guest stop?)".into())
+        );
         assert!(parse_guest_ktap("no ktap here\n").is_none());
     }
 
@@ -722,14 +818,28 @@ ok 3 hostfs # SKIP no --hostfs-dir given
         rep.add("c", Status::Skip("why".into()));
         let s = rep.ktap("kernel x");
         assert!(s.starts_with("KTAP version 1\n# kernel x\n"));
-        assert!(s.contains("\n1..3\nok 1 a\nnot ok 2 b # first line\nok 3 c # SKIP why\n"), "{s}");
+        assert!(
+            s.contains("\n1..3\nok 1 a\nnot ok 2 b # first line\nok 3 c # SKIP why\n"),
+            "{s}"
+        );
         assert!(s.contains("#   second # line\n"), "{s}");
-        assert_eq!(rep.totals(), Totals { passed: 1, failed: 1, skipped: 1 });
+        assert_eq!(
+            rep.totals(),
+            Totals {
+                passed: 1,
+                failed: 1,
+                skipped: 1
+            }
+        );
     }
 
     #[test]
     fn guest_cmd_fits_and_round_trips() {
-        let s = Seeds { hostfs: u64::MAX, ubd: u64::MAX, ubd_host: u64::MAX };
+        let s = Seeds {
+            hostfs: u64::MAX,
+            ubd: u64::MAX,
+            ubd_host: u64::MAX,
+        };
         let cmd = guest_cmd(s);
         let enc = crate::protocol::encode_cmd(&cmd).unwrap();
         assert!(enc.len() < 1500, "{}", enc.len());
@@ -746,7 +856,8 @@ ok 3 hostfs # SKIP no --hostfs-dir given
         assert!(verify_hostfs(&f.hostfs, seeds).is_err());
         // Do what the guest does.
         let mut img = OpenOptions::new().write(true).open(&f.image).unwrap();
-        img.write_all(&pattern::bytes(seeds.ubd, proto::UBD_GUEST_LEN)).unwrap();
+        img.write_all(&pattern::bytes(seeds.ubd, proto::UBD_GUEST_LEN))
+            .unwrap();
         fs::write(
             f.hostfs.join(proto::GUEST_TO_HOST),
             pattern::bytes(seeds.hostfs.wrapping_add(1), proto::HOSTFS_LEN),

@@ -136,6 +136,7 @@ mod tests {
     fn kill_group_kills_and_reaps_grandchildren() {
         become_subreaper();
         // sh forks a background sleep (a grandchild) then sleeps itself.
+        #[allow(clippy::zombie_processes)] // reaped by kill_group
         let child = Command::new("sh")
             .args(["-c", "sleep 100 & sleep 100"])
             .process_group(0)

@@ -90,9 +90,9 @@ pub fn judge(
             ..Default::default()
         };
         if os == "rust" && fr.c_object_linked {
-            report
-                .problems
-                .push(format!("{c_obj} (migrated) is linked: it is a member of vmlinux.a"));
+            report.problems.push(format!(
+                "{c_obj} (migrated) is linked: it is a member of vmlinux.a"
+            ));
         }
         for s in syms {
             let defs = definers.get(s).cloned().unwrap_or_default();
@@ -100,7 +100,11 @@ pub fn judge(
             match defs.as_slice() {
                 [] => report.problems.push(format!(
                     "{s} ({file}.c): defined by no member of vmlinux.a{}",
-                    if in_final { "" } else { " and missing from linux" }
+                    if in_final {
+                        ""
+                    } else {
+                        " and missing from linux"
+                    }
                 )),
                 [(obj, _)] => {
                     let k = classify(obj);
@@ -110,21 +114,24 @@ pub fn judge(
                         ));
                     }
                     if os == "c" && obj != &c_obj {
-                        report
-                            .problems
-                            .push(format!("{s} ({file}.c): defined by {obj}, expected {c_obj}"));
+                        report.problems.push(format!(
+                            "{s} ({file}.c): defined by {obj}, expected {c_obj}"
+                        ));
                     }
                 }
                 many => report.problems.push(format!(
                     "{s} ({file}.c): defined {} times: {}",
                     many.len(),
-                    many.iter().map(|(o, _)| o.as_str()).collect::<Vec<_>>().join(", ")
+                    many.iter()
+                        .map(|(o, _)| o.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
             }
             if !in_final && !defs.is_empty() {
-                report
-                    .problems
-                    .push(format!("{s} ({file}.c): missing from the symbol table of linux"));
+                report.problems.push(format!(
+                    "{s} ({file}.c): missing from the symbol table of linux"
+                ));
             }
             fr.symbols.push(SymbolReport {
                 symbol: s.clone(),
@@ -183,10 +190,9 @@ pub fn render(report: &Report) -> String {
             .filter(|x| x.definers.is_empty() || !x.in_final)
             .count();
         let dup = f.symbols.iter().filter(|x| x.definers.len() > 1).count();
-        let bad = report
-            .problems
-            .iter()
-            .any(|p| p.contains(&format!("({}.c)", f.name)) || p.contains(&format!("/{}.o ", f.name)));
+        let bad = report.problems.iter().any(|p| {
+            p.contains(&format!("({}.c)", f.name)) || p.contains(&format!("/{}.o ", f.name))
+        });
         let _ = writeln!(
             s,
             "{:<10} {:>7} {:>5} {:>5} {:>6} {:>8} {:>5} {:>9}  {}",
@@ -223,7 +229,10 @@ fn objects_of(label: &str, path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
 }
 
 fn relative(p: &Path, base: &Path) -> String {
-    p.strip_prefix(base).unwrap_or(p).to_string_lossy().into_owned()
+    p.strip_prefix(base)
+        .unwrap_or(p)
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Files below `dir` with the given extensions.
@@ -232,7 +241,10 @@ fn walk(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) {
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
-            walk(&p, exts, out);
+            // cargo's target directory holds intermediate objects, not link inputs.
+            if p.file_name().is_some_and(|n| n != "target") {
+                walk(&p, exts, out);
+            }
         } else if p.extension().is_some_and(|x| exts.iter().any(|e| x == *e)) {
             out.push(p);
         }
@@ -272,13 +284,19 @@ pub fn verify(ctx: &Ctx, os: &str) -> Result<Report> {
     let linux = out.join("linux");
     for p in [&vmlinux_a, &linux] {
         if !p.is_file() {
-            bail!("{} is missing: run `uml-harness build --os {os}` first", p.display());
+            bail!(
+                "{} is missing: run `uml-harness build --os {os}` first",
+                p.display()
+            );
         }
     }
     let member_paths = archive::thin_member_paths(&vmlinux_a)?;
     let members: HashSet<String> = member_paths.iter().map(|p| relative(p, &out)).collect();
     let mut definers: HashMap<String, Vec<(String, Bind)>> = HashMap::new();
-    let scan = |label: &str, path: &Path, definers: &mut HashMap<String, Vec<(String, Bind)>>| -> Result<()> {
+    let scan = |label: &str,
+                path: &Path,
+                definers: &mut HashMap<String, Vec<(String, Bind)>>|
+     -> Result<()> {
         for (obj, bytes) in objects_of(label, path)? {
             let syms = archive::defined_symbols(&bytes)
                 .with_context(|| format!("reading the symbols of {obj}"))?;
@@ -296,7 +314,9 @@ pub fn verify(ctx: &Ctx, os: &str) -> Result<Report> {
     // A Rust library linked outside vmlinux.a still counts, for symbols nothing in
     // vmlinux.a defines.
     let mut extra = Vec::new();
-    walk(&out.join(RUST_DIR), &["o", "a"], &mut extra);
+    if wanted.iter().any(|s| !definers.contains_key(*s)) {
+        walk(&out.join(RUST_DIR), &["o", "a"], &mut extra);
+    }
     for p in extra {
         let label = relative(&p, &out);
         if members.contains(&label) {
@@ -310,9 +330,9 @@ pub fn verify(ctx: &Ctx, os: &str) -> Result<Report> {
     }
     // The final link.
     let linux_bytes = fs::read(&linux).with_context(|| format!("reading {}", linux.display()))?;
-    let final_syms: HashSet<String> = archive::defined_symbols(&linux_bytes)
+    let final_syms: HashSet<String> = archive::all_defined_names(&linux_bytes)
         .with_context(|| format!("reading the symbols of {}", linux.display()))?
-        .into_keys()
+        .into_iter()
         .filter(|s| wanted.contains(s))
         .collect();
     Ok(judge(os, &required, &definers, &final_syms, &members))
@@ -347,16 +367,24 @@ mod tests {
 
     fn sets() -> (BTreeMap<String, Vec<String>>, HashSet<String>) {
         let mut req = BTreeMap::new();
-        req.insert("file".to_string(), vec!["os_open_file".to_string(), "os_close_file".to_string()]);
+        req.insert(
+            "file".to_string(),
+            vec!["os_open_file".to_string(), "os_close_file".to_string()],
+        );
         req.insert("util".to_string(), vec!["os_info".to_string()]);
-        let fin = ["os_open_file", "os_close_file", "os_info"].iter().map(|s| s.to_string()).collect();
+        let fin = ["os_open_file", "os_close_file", "os_info"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         (req, fin)
     }
 
     fn defs(list: &[(&str, &str)]) -> HashMap<String, Vec<(String, Bind)>> {
         let mut m: HashMap<String, Vec<(String, Bind)>> = HashMap::new();
         for (s, o) in list {
-            m.entry(s.to_string()).or_default().push((o.to_string(), Bind::Global));
+            m.entry(s.to_string())
+                .or_default()
+                .push((o.to_string(), Bind::Global));
         }
         m
     }
@@ -366,7 +394,11 @@ mod tests {
     #[test]
     fn rust_build_passes() {
         let (req, fin) = sets();
-        let d = defs(&[("os_open_file", RUST_O), ("os_close_file", RUST_O), ("os_info", "arch/um/os-Linux/rust/shim.o")]);
+        let d = defs(&[
+            ("os_open_file", RUST_O),
+            ("os_close_file", RUST_O),
+            ("os_info", "arch/um/os-Linux/rust/shim.o"),
+        ]);
         let r = judge("rust", &req, &d, &fin, &HashSet::new());
         assert!(r.problems.is_empty(), "{:?}", r.problems);
         let text = render(&r);
@@ -387,10 +419,22 @@ mod tests {
         let members: HashSet<String> = ["arch/um/os-Linux/file.o".to_string()].into();
         let r = judge("rust", &req, &d, &fin, &members);
         let all = r.problems.join("\n");
-        assert!(all.contains("os_open_file (file.c): defined by the C object arch/um/os-Linux/file.o"), "{all}");
-        assert!(all.contains("os_close_file (file.c): defined 2 times"), "{all}");
-        assert!(all.contains("os_info (util.c): missing from the symbol table"), "{all}");
-        assert!(all.contains("arch/um/os-Linux/file.o (migrated) is linked"), "{all}");
+        assert!(
+            all.contains("os_open_file (file.c): defined by the C object arch/um/os-Linux/file.o"),
+            "{all}"
+        );
+        assert!(
+            all.contains("os_close_file (file.c): defined 2 times"),
+            "{all}"
+        );
+        assert!(
+            all.contains("os_info (util.c): missing from the symbol table"),
+            "{all}"
+        );
+        assert!(
+            all.contains("arch/um/os-Linux/file.o (migrated) is linked"),
+            "{all}"
+        );
         assert!(render(&r).contains("FAIL"));
         // A symbol nobody defines.
         let r = judge("rust", &req, &defs(&[]), &HashSet::new(), &HashSet::new());
@@ -411,6 +455,9 @@ mod tests {
 
     #[test]
     fn migrated_list() {
-        assert_eq!(parse_migrated("# x\nfile\nutil.c\n\n umid # y\n"), ["file", "util", "umid"]);
+        assert_eq!(
+            parse_migrated("# x\nfile\nutil.c\n\n umid # y\n"),
+            ["file", "util", "umid"]
+        );
     }
 }

@@ -18,7 +18,11 @@ use crate::host::exec::{self, Argv};
 /// helpers allocate exactly that); `file` is a C string; `argv` is a
 /// NULL-terminated array of C strings.
 #[cfg_attr(feature = "os-execvp", unsafe(no_mangle))]
-pub unsafe extern "C" fn execvp_noalloc(buf: *mut c_char, file: *const c_char, argv: *const *mut c_char) -> c_int {
+pub unsafe extern "C" fn execvp_noalloc(
+    buf: *mut c_char,
+    file: *const c_char,
+    argv: *const *mut c_char,
+) -> c_int {
     if file.is_null() {
         return -(Errno::EFAULT as c_int);
     }
@@ -58,7 +62,10 @@ mod tests {
     fn missing_programs_are_enoent() {
         let mut buf = [0x55 as c_char; libc::PATH_MAX as usize];
         let argv = [c"x".as_ptr().cast_mut(), null::<c_char>().cast_mut()];
-        for name in [c"/nonexistent/arch-um-rs-no-such", c"arch-um-rs-no-such-program-4f1d"] {
+        for name in [
+            c"/nonexistent/arch-um-rs-no-such",
+            c"arch-um-rs-no-such-program-4f1d",
+        ] {
             // SAFETY: valid buffer, string and argv.
             let rc = unsafe { execvp_noalloc(buf.as_mut_ptr(), name.as_ptr(), argv.as_ptr()) };
             assert_eq!(rc, -libc::ENOENT, "{name:?}");
@@ -77,7 +84,12 @@ mod tests {
         // In a child: the shim searches this process's PATH for sh.
         let status = crate::host::exec::tests::in_child(|| {
             let mut buf = [0 as c_char; libc::PATH_MAX as usize];
-            let argv = [c"sh".as_ptr().cast_mut(), c"-c".as_ptr().cast_mut(), c"exit 7".as_ptr().cast_mut(), core::ptr::null_mut()];
+            let argv = [
+                c"sh".as_ptr().cast_mut(),
+                c"-c".as_ptr().cast_mut(),
+                c"exit 7".as_ptr().cast_mut(),
+                core::ptr::null_mut(),
+            ];
             // SAFETY: valid buffer, string and argv.
             let rc = unsafe { execvp_noalloc(buf.as_mut_ptr(), c"sh".as_ptr(), argv.as_ptr()) };
             100 + (-rc).min(100)

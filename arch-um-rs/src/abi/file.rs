@@ -133,7 +133,9 @@ pub unsafe extern "C" fn os_stat_fd(fd: c_int, ubuf: *mut UmlStat) -> c_int {
 #[cfg_attr(feature = "os-file", unsafe(no_mangle))]
 pub unsafe extern "C" fn os_stat_file(file_name: *const c_char, ubuf: *mut UmlStat) -> c_int {
     // SAFETY: caller guarantee.
-    let Some(path) = (unsafe { cstr_arg(file_name) }) else { return neg(Errno::EFAULT) };
+    let Some(path) = (unsafe { cstr_arg(file_name) }) else {
+        return neg(Errno::EFAULT);
+    };
     // SAFETY: forwarded caller guarantee.
     unsafe { stat_out(file::stat_path(path), ubuf) }
 }
@@ -163,7 +165,9 @@ fn host_amode(mode: c_int) -> c_int {
 #[cfg_attr(feature = "os-file", unsafe(no_mangle))]
 pub unsafe extern "C" fn os_access(file: *const c_char, mode: c_int) -> c_int {
     // SAFETY: caller guarantee.
-    let Some(path) = (unsafe { cstr_arg(file) }) else { return neg(Errno::EFAULT) };
+    let Some(path) = (unsafe { cstr_arg(file) }) else {
+        return neg(Errno::EFAULT);
+    };
     status(file::access(path, host_amode(mode)))
 }
 
@@ -212,7 +216,9 @@ pub extern "C" fn os_mode_fd(fd: c_int, mode: c_int) -> c_int {
 #[cfg_attr(feature = "os-file", unsafe(no_mangle))]
 pub unsafe extern "C" fn os_file_type(file: *mut c_char) -> c_int {
     // SAFETY: caller guarantee.
-    let Some(path) = (unsafe { cstr_arg(file) }) else { return neg(Errno::EFAULT) };
+    let Some(path) = (unsafe { cstr_arg(file) }) else {
+        return neg(Errno::EFAULT);
+    };
     match file::file_kind(path) {
         Ok(FileKind::Dir) => os_type::DIR,
         Ok(FileKind::Symlink) => os_type::SYMLINK,
@@ -246,7 +252,9 @@ pub unsafe extern "C" fn os_file_mode(file: *const c_char, mode_out: *mut OpenFl
     // SAFETY: `mode_out` is non-NULL, so writable by the caller's guarantee.
     unsafe { mode_out.write(mode) };
     // SAFETY: caller guarantee.
-    let Some(path) = (unsafe { cstr_arg(file) }) else { return neg(Errno::EFAULT) };
+    let Some(path) = (unsafe { cstr_arg(file) }) else {
+        return neg(Errno::EFAULT);
+    };
     for (amode, bit) in [(libc::W_OK, OpenFlags::W), (libc::R_OK, OpenFlags::R)] {
         match file::may_access(path, amode) {
             Ok(true) => {
@@ -293,7 +301,9 @@ fn host_oflag(flags: OpenFlags) -> (c_int, bool) {
 #[cfg_attr(feature = "os-file", unsafe(no_mangle))]
 pub unsafe extern "C" fn os_open_file(file: *const c_char, flags: OpenFlags, mode: c_int) -> c_int {
     // SAFETY: caller guarantee.
-    let Some(path) = (unsafe { cstr_arg(file) }) else { return neg(Errno::EFAULT) };
+    let Some(path) = (unsafe { cstr_arg(file) }) else {
+        return neg(Errno::EFAULT);
+    };
     let (oflag, cloexec) = host_oflag(flags);
     fd_or_errno(file::open(path, oflag, mode, cloexec))
 }
@@ -307,7 +317,9 @@ pub unsafe extern "C" fn os_open_file(file: *const c_char, flags: OpenFlags, mod
 #[cfg_attr(feature = "os-file", unsafe(no_mangle))]
 pub unsafe extern "C" fn os_connect_socket(name: *const c_char) -> c_int {
     // SAFETY: caller guarantee.
-    let Some(path) = (unsafe { cstr_arg(name) }) else { return neg(Errno::EFAULT) };
+    let Some(path) = (unsafe { cstr_arg(name) }) else {
+        return neg(Errno::EFAULT);
+    };
     fd_or_errno(socket::connect_unix(path))
 }
 
@@ -364,7 +376,12 @@ pub unsafe extern "C" fn os_read_file(fd: c_int, buf: *mut c_void, len: c_int) -
 ///
 /// `buf` is valid for writes of `len` bytes.
 #[cfg_attr(feature = "os-file", unsafe(no_mangle))]
-pub unsafe extern "C" fn os_pread_file(fd: c_int, buf: *mut c_void, len: c_int, offset: c_ulonglong) -> c_int {
+pub unsafe extern "C" fn os_pread_file(
+    fd: c_int,
+    buf: *mut c_void,
+    len: c_int,
+    offset: c_ulonglong,
+) -> c_int {
     // SAFETY: forwarded caller guarantee.
     count(unsafe { file::pread_raw(fd, buf, len as usize, offset) })
 }
@@ -392,7 +409,12 @@ pub extern "C" fn os_sync_file(fd: c_int) -> c_int {
 ///
 /// `buf` is valid for reads of `len` bytes.
 #[cfg_attr(feature = "os-file", unsafe(no_mangle))]
-pub unsafe extern "C" fn os_pwrite_file(fd: c_int, buf: *const c_void, len: c_int, offset: c_ulonglong) -> c_int {
+pub unsafe extern "C" fn os_pwrite_file(
+    fd: c_int,
+    buf: *const c_void,
+    len: c_int,
+    offset: c_ulonglong,
+) -> c_int {
     // SAFETY: forwarded caller guarantee.
     count(unsafe { file::pwrite_raw(fd, buf, len as usize, offset) })
 }
@@ -407,7 +429,9 @@ pub unsafe extern "C" fn os_pwrite_file(fd: c_int, buf: *const c_void, len: c_in
 #[cfg_attr(feature = "os-file", unsafe(no_mangle))]
 pub unsafe extern "C" fn os_file_size(file: *const c_char, size_out: *mut c_ulonglong) -> c_int {
     // SAFETY: caller guarantee.
-    let Some(path) = (unsafe { cstr_arg(file) }) else { return neg(Errno::EFAULT) };
+    let Some(path) = (unsafe { cstr_arg(file) }) else {
+        return neg(Errno::EFAULT);
+    };
     match file::file_size(path) {
         Ok(size) if !size_out.is_null() => {
             // SAFETY: non-NULL, so writable by the caller's guarantee.
@@ -428,7 +452,9 @@ pub unsafe extern "C" fn os_file_size(file: *const c_char, size_out: *mut c_ulon
 #[cfg_attr(feature = "os-file", unsafe(no_mangle))]
 pub unsafe extern "C" fn os_file_modtime(file: *const c_char, modtime: *mut i64) -> c_int {
     // SAFETY: caller guarantee.
-    let Some(path) = (unsafe { cstr_arg(file) }) else { return neg(Errno::EFAULT) };
+    let Some(path) = (unsafe { cstr_arg(file) }) else {
+        return neg(Errno::EFAULT);
+    };
     match file::modtime(path) {
         Ok(t) if !modtime.is_null() => {
             // SAFETY: non-NULL, so writable by the caller's guarantee.
@@ -536,9 +562,15 @@ pub unsafe extern "C" fn os_rcv_fd_msg(
 ///
 /// `file` is a C string (or NULL).
 #[cfg_attr(feature = "os-file", unsafe(no_mangle))]
-pub unsafe extern "C" fn os_create_unix_socket(file: *const c_char, len: c_int, close_on_exec: c_int) -> c_int {
+pub unsafe extern "C" fn os_create_unix_socket(
+    file: *const c_char,
+    len: c_int,
+    close_on_exec: c_int,
+) -> c_int {
     // SAFETY: caller guarantee.
-    let Some(path) = (unsafe { cstr_arg(file) }) else { return neg(Errno::EFAULT) };
+    let Some(path) = (unsafe { cstr_arg(file) }) else {
+        return neg(Errno::EFAULT);
+    };
     // A negative int is a huge size_t in C: no limit but sun_path's.
     let size = usize::try_from(len).unwrap_or(usize::MAX);
     fd_or_errno(socket::bind_unix_dgram(path, size, close_on_exec != 0))
@@ -609,7 +641,9 @@ pub unsafe extern "C" fn os_sendmsg_fds(
     fds_num: c_uint,
 ) -> c_int {
     // SAFETY: caller guarantee.
-    let Some(fds) = (unsafe { slice_arg(fds, fds_num as usize) }) else { return neg(Errno::EFAULT) };
+    let Some(fds) = (unsafe { slice_arg(fds, fds_num as usize) }) else {
+        return neg(Errno::EFAULT);
+    };
     // SAFETY: forwarded caller guarantee.
     count(unsafe { socket::send_fds_raw(fd, buf, len as usize, fds) })
 }
@@ -624,7 +658,9 @@ pub unsafe extern "C" fn os_sendmsg_fds(
 #[cfg_attr(feature = "os-file", unsafe(no_mangle))]
 pub unsafe extern "C" fn os_poll(n: c_uint, fds: *const c_int) -> c_int {
     // SAFETY: caller guarantee.
-    let Some(fds) = (unsafe { slice_arg(fds, n as usize) }) else { return neg(Errno::EFAULT) };
+    let Some(fds) = (unsafe { slice_arg(fds, n as usize) }) else {
+        return neg(Errno::EFAULT);
+    };
     file::poll_in(fds).map_or_else(neg, |i| i as c_int)
 }
 
@@ -642,9 +678,14 @@ pub extern "C" fn os_mmap_rw_shared(fd: c_int, size: usize) -> *mut c_void {
 /// `old_addr` is a mapping of `old_size` bytes the caller owns and stops
 /// using on success.
 #[cfg_attr(feature = "os-file", unsafe(no_mangle))]
-pub unsafe extern "C" fn os_mremap_rw_shared(old_addr: *mut c_void, old_size: usize, new_size: usize) -> *mut c_void {
+pub unsafe extern "C" fn os_mremap_rw_shared(
+    old_addr: *mut c_void,
+    old_size: usize,
+    new_size: usize,
+) -> *mut c_void {
     // SAFETY: forwarded caller guarantee.
-    unsafe { file::mremap_rw_shared(old_addr, old_size, new_size) }.map_or(core::ptr::null_mut(), |p| p.as_ptr())
+    unsafe { file::mremap_rw_shared(old_addr, old_size, new_size) }
+        .map_or(core::ptr::null_mut(), |p| p.as_ptr())
 }
 
 #[cfg(test)]

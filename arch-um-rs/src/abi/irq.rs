@@ -182,11 +182,8 @@ mod tests {
         let epfd = os_setup_epoll();
         assert!(epfd >= 0);
         // SAFETY: F_GETFD on our fd.
-        assert_eq!(
-            unsafe { libc::fcntl(epfd, libc::F_GETFD) } & libc::FD_CLOEXEC,
-            0,
-            "must not be cloexec"
-        );
+        let flags = unsafe { libc::fcntl(epfd, libc::F_GETFD) };
+        assert_eq!(flags & libc::FD_CLOEXEC, 0, "must not be cloexec");
         let (r, w) = nix::unistd::pipe().unwrap();
         let (r2, w2) = nix::unistd::pipe().unwrap();
         let mut irq_a = 1u64;

@@ -114,12 +114,25 @@ pub enum AbiFact {
     /// `_Alignof(c_type) == value`
     Align { c_type: &'static str, value: usize },
     /// `offsetof(c_type, field) == value`
-    Offset { c_type: &'static str, field: &'static str, value: usize },
+    Offset {
+        c_type: &'static str,
+        field: &'static str,
+        value: usize,
+    },
     /// `sizeof(((c_type *)0)->field) == value`
-    FieldSize { c_type: &'static str, field: &'static str, value: usize },
+    FieldSize {
+        c_type: &'static str,
+        field: &'static str,
+        value: usize,
+    },
     /// A one-bit bitfield `field` of `c_type` (whose storage is `word`) sets
     /// exactly bit `bit` of the word.
-    Bit { c_type: &'static str, word: &'static str, field: &'static str, bit: u32 },
+    Bit {
+        c_type: &'static str,
+        word: &'static str,
+        field: &'static str,
+        bit: u32,
+    },
     /// The C integer constant expression `c_expr` equals `value`.
     Const { c_expr: &'static str, value: i64 },
 }
@@ -154,12 +167,23 @@ const UML_STAT: [AbiFact; 14] = struct_facts!(
 );
 
 const fn bit(field: &'static str, mask: u32) -> AbiFact {
-    AbiFact::Bit { c_type: "struct openflags", word: "unsigned int", field, bit: mask.trailing_zeros() }
+    AbiFact::Bit {
+        c_type: "struct openflags",
+        word: "unsigned int",
+        field,
+        bit: mask.trailing_zeros(),
+    }
 }
 
 const OPENFLAGS: [AbiFact; 10] = [
-    AbiFact::Size { c_type: "struct openflags", value: size_of::<OpenFlags>() },
-    AbiFact::Align { c_type: "struct openflags", value: align_of::<OpenFlags>() },
+    AbiFact::Size {
+        c_type: "struct openflags",
+        value: size_of::<OpenFlags>(),
+    },
+    AbiFact::Align {
+        c_type: "struct openflags",
+        value: align_of::<OpenFlags>(),
+    },
     bit("r", OpenFlags::R),
     bit("w", OpenFlags::W),
     bit("s", OpenFlags::S),
@@ -195,9 +219,19 @@ const CONSTANTS: [AbiFact; 15] = [
 use crate::kernel::sections::UmlParam;
 
 const UML_PARAM: [AbiFact; 4] = [
-    AbiFact::Size { c_type: "struct uml_param", value: size_of::<UmlParam>() },
-    AbiFact::Align { c_type: "struct uml_param", value: align_of::<UmlParam>() },
-    AbiFact::Offset { c_type: "struct uml_param", field: "str", value: offset_of!(UmlParam, str) },
+    AbiFact::Size {
+        c_type: "struct uml_param",
+        value: size_of::<UmlParam>(),
+    },
+    AbiFact::Align {
+        c_type: "struct uml_param",
+        value: align_of::<UmlParam>(),
+    },
+    AbiFact::Offset {
+        c_type: "struct uml_param",
+        field: "str",
+        value: offset_of!(UmlParam, str),
+    },
     AbiFact::Offset {
         c_type: "struct uml_param",
         field: "setup_func",
@@ -268,19 +302,32 @@ pub fn render_guard_c(facts: &[AbiFact]) -> String {
                     "RUST_ABI(_Alignof({c_type}) == {value}, \"_Alignof({c_type}) is {value} in Rust\");"
                 );
             }
-            AbiFact::Offset { c_type, field, value } => {
+            AbiFact::Offset {
+                c_type,
+                field,
+                value,
+            } => {
                 let _ = writeln!(
                     c,
                     "RUST_ABI(offsetof({c_type}, {field}) == {value}, \"offsetof({c_type}, {field}) is {value} in Rust\");"
                 );
             }
-            AbiFact::FieldSize { c_type, field, value } => {
+            AbiFact::FieldSize {
+                c_type,
+                field,
+                value,
+            } => {
                 let _ = writeln!(
                     c,
                     "RUST_ABI(sizeof(((({c_type} *)0)->{field})) == {value}, \"sizeof({c_type}.{field}) is {value} in Rust\");"
                 );
             }
-            AbiFact::Bit { c_type, word, field, bit } => {
+            AbiFact::Bit {
+                c_type,
+                word,
+                field,
+                bit,
+            } => {
                 let _ = writeln!(
                     bits,
                     "\t{{ union {{ {c_type} v; {word} w; }} u = {{ .v = {{ .{field} = 1 }} }};\n\t  if (u.w != (({word})1 << {bit})) rust_abi_bit_mismatch_{c}(); }}",
@@ -308,7 +355,9 @@ pub fn render_guard_c(facts: &[AbiFact]) -> String {
 }
 
 fn sanitize(s: &str) -> String {
-    s.chars().map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '_' }).collect()
+    s.chars()
+        .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '_' })
+        .collect()
 }
 
 #[cfg(test)]
@@ -333,7 +382,10 @@ mod tests {
         assert!(c.contains("offsetof(struct uml_stat, ust_blocks) == 48"));
         assert!(c.contains(".cl = 1"));
         assert!(c.contains("(NUM_IRQ_TYPES) == 2LL"));
-        let bitfields = facts.iter().filter(|f| matches!(f, AbiFact::Bit { .. })).count();
+        let bitfields = facts
+            .iter()
+            .filter(|f| matches!(f, AbiFact::Bit { .. }))
+            .count();
         assert_eq!(c.matches("\nRUST_ABI(").count(), facts.len() - bitfields);
         assert_eq!(c.matches("__attribute__((error(").count(), bitfields);
     }

@@ -6,11 +6,11 @@
 //! their C name only with the matching `os-<file>` feature, via
 //! `#[cfg_attr(feature = "os-file", unsafe(no_mangle))]`.
 
-pub mod layout;
-pub mod file;
-pub mod tty;
 pub mod execvp;
-pub mod util;
-pub mod umid;
-pub mod time;
+pub mod file;
 pub mod irq;
+pub mod layout;
+pub mod time;
+pub mod tty;
+pub mod umid;
+pub mod util;

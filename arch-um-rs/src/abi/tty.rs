@@ -68,7 +68,10 @@ mod tests {
         assert_eq!(rc, 0);
         assert!(num >= 0);
         // Unlocked: the slave opens.
-        let slave = std::fs::File::options().read(true).write(true).open(format!("/dev/pts/{num}"));
+        let slave = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open(format!("/dev/pts/{num}"));
         assert!(slave.is_ok(), "{slave:?}");
         drop(master);
     }

@@ -178,11 +178,10 @@ mod tests {
         );
 
         let mut buf = [0 as c_char; 256];
+        let mconsole = c"mconsole".as_ptr().cast_mut();
         // SAFETY: NUL-terminated name, 256-byte buffer.
-        assert_eq!(
-            unsafe { umid_file_name(c"mconsole".as_ptr().cast_mut(), buf.as_mut_ptr(), 256) },
-            0
-        );
+        let rc = unsafe { umid_file_name(mconsole, buf.as_mut_ptr(), 256) };
+        assert_eq!(rc, 0);
         // SAFETY: umid_file_name NUL-terminated the buffer.
         let got = unsafe { CStr::from_ptr(buf.as_ptr()) };
         assert_eq!(
@@ -190,10 +189,8 @@ mod tests {
             umid_dir.join("mconsole").as_os_str().as_bytes()
         );
         // SAFETY: as above, with a buffer that is too short.
-        assert_eq!(
-            unsafe { umid_file_name(c"mconsole".as_ptr().cast_mut(), buf.as_mut_ptr(), 4) },
-            -libc::E2BIG
-        );
+        let rc = unsafe { umid_file_name(mconsole, buf.as_mut_ptr(), 4) };
+        assert_eq!(rc, -libc::E2BIG);
 
         std::fs::write(umid_dir.join("mconsole"), b"").unwrap();
         remove_umid_dir();

@@ -172,10 +172,8 @@ mod tests {
         assert_eq!(um_os_info_quiet(), 0);
         let mut add = 1;
         // SAFETY: the setup function ignores its arguments.
-        assert_eq!(
-            unsafe { quiet_cmd_param(c"".as_ptr().cast_mut(), &mut add) },
-            0
-        );
+        let rc = unsafe { quiet_cmd_param(c"".as_ptr().cast_mut(), &mut add) };
+        assert_eq!(rc, 0);
         assert_eq!(um_os_info_quiet(), 1);
         assert_eq!(add, 1, "quiet does not touch *add");
     }

@@ -32,7 +32,10 @@ impl Argv<'_> {
     /// `ptr` must point to an array of pointers to NUL-terminated strings
     /// ending with a NULL pointer, all live for the lifetime chosen.
     pub unsafe fn from_ptr(ptr: *const *const c_char) -> Self {
-        Self { ptr, _strings: PhantomData }
+        Self {
+            ptr,
+            _strings: PhantomData,
+        }
     }
 }
 
@@ -86,7 +89,11 @@ pub fn execvp_in(buf: &mut [u8], file: &CStr, argv: Argv<'_>, path: Option<&CStr
     }
     let mut denied = false;
     let mut last = Errno::ENOENT;
-    for dir in path.unwrap_or(DEFAULT_PATH).to_bytes().split(|&b| b == b':') {
+    for dir in path
+        .unwrap_or(DEFAULT_PATH)
+        .to_bytes()
+        .split(|&b| b == b':')
+    {
         let err = if dir.is_empty() {
             execv(file, argv)
         } else {
@@ -97,7 +104,12 @@ pub fn execvp_in(buf: &mut [u8], file: &CStr, argv: Argv<'_>, path: Option<&CStr
         };
         match err {
             Errno::EACCES => denied = true,
-            Errno::ENOENT | Errno::ESTALE | Errno::ENOTDIR | Errno::ENODEV | Errno::ETIMEDOUT | Errno::ENOEXEC => {}
+            Errno::ENOENT
+            | Errno::ESTALE
+            | Errno::ENOTDIR
+            | Errno::ENODEV
+            | Errno::ETIMEDOUT
+            | Errno::ENOEXEC => {}
             other => return other,
         }
         last = err;

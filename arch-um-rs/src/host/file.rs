@@ -195,7 +195,9 @@ pub fn set_slip(fd: RawFd) -> Result<()> {
 pub fn open(path: &CStr, oflag: c_int, mode: c_int, cloexec: bool) -> Result<OwnedFd> {
     // SAFETY: `path` is NUL-terminated; the mode is passed as the variadic
     // int that open expects.
-    let fd = owned(Errno::result(unsafe { libc::open64(path.as_ptr(), oflag, mode) })?);
+    let fd = owned(Errno::result(unsafe {
+        libc::open64(path.as_ptr(), oflag, mode)
+    })?);
     if cloexec {
         // SAFETY: F_SETFD takes an int argument.
         Errno::result(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) })?;
@@ -277,7 +279,8 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> Result<usize> {
 /// As [`read_raw`].
 pub unsafe fn pread_raw(fd: RawFd, buf: *mut c_void, len: usize, offset: u64) -> Result<usize> {
     // SAFETY: forwarded caller guarantee.
-    Errno::result(unsafe { libc::pread64(fd, buf, len, offset as libc::off64_t) }).map(|n| n as usize)
+    Errno::result(unsafe { libc::pread64(fd, buf, len, offset as libc::off64_t) })
+        .map(|n| n as usize)
 }
 
 /// [pread64(2)](https://man7.org/linux/man-pages/man2/pread.2.html) into `buf`.
@@ -312,7 +315,8 @@ pub fn write(fd: RawFd, buf: &[u8]) -> Result<usize> {
 /// As [`write_raw`].
 pub unsafe fn pwrite_raw(fd: RawFd, buf: *const c_void, len: usize, offset: u64) -> Result<usize> {
     // SAFETY: forwarded caller guarantee.
-    Errno::result(unsafe { libc::pwrite64(fd, buf, len, offset as libc::off64_t) }).map(|n| n as usize)
+    Errno::result(unsafe { libc::pwrite64(fd, buf, len, offset as libc::off64_t) })
+        .map(|n| n as usize)
 }
 
 /// [pwrite64(2)](https://man7.org/linux/man-pages/man2/pwrite.2.html) of `buf`.
@@ -337,7 +341,12 @@ pub fn chmod_fd(fd: RawFd, mode: c_int) -> Result<()> {
 /// of the device (`BLKGETSIZE` sectors times 512). Failures are logged.
 pub fn file_size(path: &CStr) -> Result<u64> {
     let st = stat_path(path).inspect_err(|&e| {
-        crate::klog!(Level::Err, "Couldn't stat \"{}\" : err = {}", CStrDisplay(path), e as c_int);
+        crate::klog!(
+            Level::Err,
+            "Couldn't stat \"{}\" : err = {}",
+            CStrDisplay(path),
+            e as c_int
+        );
     })?;
     if FileKind::from_mode(st.st_mode) != FileKind::BlockDev {
         return Ok(st.st_size as u64);
@@ -345,19 +354,26 @@ pub fn file_size(path: &CStr) -> Result<u64> {
     // SAFETY: `path` is NUL-terminated.
     let fd = Errno::result(unsafe { libc::open64(path.as_ptr(), libc::O_RDONLY, 0) })
         .inspect_err(|&e| {
-            crate::klog!(Level::Err, "Couldn't open \"{}\", errno = {}", CStrDisplay(path), e as c_int);
+            crate::klog!(
+                Level::Err,
+                "Couldn't open \"{}\", errno = {}",
+                CStrDisplay(path),
+                e as c_int
+            );
         })
         .map(owned)?;
     let mut sectors: libc::c_long = 0;
     // SAFETY: BLKGETSIZE writes one long, which `sectors` is.
-    Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), BLKGETSIZE, &mut sectors) }).inspect_err(|&e| {
-        crate::klog!(
-            Level::Err,
-            "Couldn't get the block size of \"{}\", errno = {}",
-            CStrDisplay(path),
-            e as c_int
-        );
-    })?;
+    Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), BLKGETSIZE, &mut sectors) }).inspect_err(
+        |&e| {
+            crate::klog!(
+                Level::Err,
+                "Couldn't get the block size of \"{}\", errno = {}",
+                CStrDisplay(path),
+                e as c_int
+            );
+        },
+    )?;
     Ok((sectors as i64 * 512) as u64)
 }
 
@@ -365,7 +381,12 @@ pub fn file_size(path: &CStr) -> Result<u64> {
 /// Failures are logged.
 pub fn modtime(path: &CStr) -> Result<i64> {
     let st = stat_path(path).inspect_err(|&e| {
-        crate::klog!(Level::Err, "Couldn't stat \"{}\" : err = {}", CStrDisplay(path), e as c_int);
+        crate::klog!(
+            Level::Err,
+            "Couldn't stat \"{}\" : err = {}",
+            CStrDisplay(path),
+            e as c_int
+        );
     })?;
     Ok(st.st_mtime)
 }
@@ -432,7 +453,11 @@ pub fn clear_fd_async(fd: RawFd) -> Result<()> {
 /// Clears (`blocking`) or sets `O_NONBLOCK` on `fd`.
 pub fn set_fd_block(fd: RawFd, blocking: bool) -> Result<()> {
     let flags = status_flags(fd)?;
-    let flags = if blocking { flags & !libc::O_NONBLOCK } else { flags | libc::O_NONBLOCK };
+    let flags = if blocking {
+        flags & !libc::O_NONBLOCK
+    } else {
+        flags | libc::O_NONBLOCK
+    };
     set_status_flags(fd, flags)
 }
 
@@ -447,7 +472,11 @@ pub fn set_fd_block(fd: RawFd, blocking: bool) -> Result<()> {
 /// too, its error is returned instead. POSIX locks belong to the process:
 /// they never conflict with other locks of this same process.
 pub fn lock_file(fd: RawFd, exclusive: bool) -> Result<()> {
-    let lock_type = if exclusive { libc::F_WRLCK } else { libc::F_RDLCK };
+    let lock_type = if exclusive {
+        libc::F_WRLCK
+    } else {
+        libc::F_RDLCK
+    };
     // SAFETY: flock is plain old data; zero is a valid value of every field.
     let mut lock: libc::flock = unsafe { core::mem::zeroed() };
     lock.l_type = lock_type as libc::c_short;
@@ -460,7 +489,11 @@ pub fn lock_file(fd: RawFd, exclusive: bool) -> Result<()> {
     };
     // SAFETY: F_GETLK reads and writes one flock, which `lock` is.
     Errno::result(unsafe { libc::fcntl(fd, libc::F_GETLK, &mut lock) })?;
-    crate::klog!(Level::Err, "F_SETLK failed, file already locked by pid {}", lock.l_pid);
+    crate::klog!(
+        Level::Err,
+        "F_SETLK failed, file already locked by pid {}",
+        lock.l_pid
+    );
     Err(set_err)
 }
 
@@ -494,13 +527,23 @@ fn fallocate(fd: RawFd, mode: c_int, offset: u64, len: i64) -> Result<()> {
 /// Deallocates `len` bytes at `offset` (reads then return zeroes) without
 /// changing the file size: `fallocate(PUNCH_HOLE | KEEP_SIZE)`. Not retried.
 pub fn punch_hole(fd: RawFd, offset: u64, len: i64) -> Result<()> {
-    fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, offset, len)
+    fallocate(
+        fd,
+        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+        offset,
+        len,
+    )
 }
 
 /// Zeroes `len` bytes at `offset` without changing the file size:
 /// `fallocate(ZERO_RANGE | KEEP_SIZE)`. Not retried.
 pub fn zero_range(fd: RawFd, offset: u64, len: i64) -> Result<()> {
-    fallocate(fd, libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE, offset, len)
+    fallocate(
+        fd,
+        libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
+        offset,
+        len,
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -524,14 +567,21 @@ pub fn poll_in(fds: &[RawFd]) -> Result<usize> {
     if fds.len() > POLL_MAX_FDS {
         return Err(Errno::EINVAL);
     }
-    let mut pollfds = [libc::pollfd { fd: -1, events: 0, revents: 0 }; POLL_MAX_FDS];
+    let mut pollfds = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; POLL_MAX_FDS];
     for (p, &fd) in pollfds.iter_mut().zip(fds) {
         p.fd = fd;
         p.events = libc::POLLIN;
     }
     // SAFETY: `pollfds` holds at least `fds.len()` entries.
     Errno::result(unsafe { libc::poll(pollfds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) })?;
-    pollfds[..fds.len()].iter().position(|p| p.revents != 0).ok_or(Errno::EIO)
+    pollfds[..fds.len()]
+        .iter()
+        .position(|p| p.revents != 0)
+        .ok_or(Errno::EIO)
 }
 
 // ---------------------------------------------------------------------------
@@ -543,9 +593,20 @@ pub fn mmap_rw_shared(fd: RawFd, size: usize) -> Option<NonNull<c_void>> {
     // SAFETY: without MAP_FIXED the host picks an unused range, so no
     // existing memory is affected.
     let p = unsafe {
-        libc::mmap64(core::ptr::null_mut(), size, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
+        libc::mmap64(
+            core::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
     };
-    if p == libc::MAP_FAILED { None } else { NonNull::new(p) }
+    if p == libc::MAP_FAILED {
+        None
+    } else {
+        NonNull::new(p)
+    }
 }
 
 /// Resizes a mapping made by [`mmap_rw_shared`], letting the host move it
@@ -556,10 +617,18 @@ pub fn mmap_rw_shared(fd: RawFd, size: usize) -> Option<NonNull<c_void>> {
 ///
 /// `old` must be a mapping of `old_size` bytes owned by the caller; on
 /// success it must no longer be used (only the returned one).
-pub unsafe fn mremap_rw_shared(old: *mut c_void, old_size: usize, new_size: usize) -> Option<NonNull<c_void>> {
+pub unsafe fn mremap_rw_shared(
+    old: *mut c_void,
+    old_size: usize,
+    new_size: usize,
+) -> Option<NonNull<c_void>> {
     // SAFETY: the caller owns the mapping and gives it up on success.
     let p = unsafe { libc::mremap(old, old_size, new_size, libc::MREMAP_MAYMOVE) };
-    if p == libc::MAP_FAILED { None } else { NonNull::new(p) }
+    if p == libc::MAP_FAILED {
+        None
+    } else {
+        NonNull::new(p)
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -81,7 +81,11 @@ pub fn bind_unix_dgram(path: &CStr, size: usize, cloexec: bool) -> Result<OwnedF
     let fd = unix_socket(libc::SOCK_DGRAM)?;
     if cloexec {
         if let Err(e) = set_cloexec(fd.as_raw_fd()) {
-            crate::klog!(Level::Err, "create_unix_socket : close_on_exec failed, err = {}", e as c_int);
+            crate::klog!(
+                Level::Err,
+                "create_unix_socket : close_on_exec failed, err = {}",
+                e as c_int
+            );
         }
     }
     let addr = unix_addr(path, size);
@@ -94,14 +98,22 @@ pub fn bind_unix_dgram(path: &CStr, size: usize, cloexec: bool) -> Result<OwnedF
 /// pipe. With `cloexec` both ends get `FD_CLOEXEC` (retried on `EINTR`); if
 /// that fails it is logged and both ends are closed.
 pub fn pipe(stream: bool, cloexec: bool) -> Result<[OwnedFd; 2]> {
-    let kind = if stream { libc::SOCK_STREAM } else { libc::SOCK_DGRAM };
+    let kind = if stream {
+        libc::SOCK_STREAM
+    } else {
+        libc::SOCK_DGRAM
+    };
     let mut fds: [c_int; 2] = [-1; 2];
     // SAFETY: `fds` has room for the two descriptors.
     Errno::result(unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) })?;
     let pair = [owned(fds[0]), owned(fds[1])];
     if cloexec {
         if let Err(e) = set_cloexec(fds[0]).and_then(|()| set_cloexec(fds[1])) {
-            crate::klog!(Level::Err, "os_pipe : Setting FD_CLOEXEC failed, err = {}", e as c_int);
+            crate::klog!(
+                Level::Err,
+                "os_pipe : Setting FD_CLOEXEC failed, err = {}",
+                e as c_int
+            );
             return Err(e);
         }
     }
@@ -112,7 +124,8 @@ pub fn pipe(stream: bool, cloexec: bool) -> Result<[OwnedFd; 2]> {
 /// address. Not retried; the new socket is not close-on-exec.
 pub fn accept(fd: RawFd) -> Result<OwnedFd> {
     // SAFETY: a NULL address and length ask for no peer address.
-    Errno::result(unsafe { libc::accept(fd, core::ptr::null_mut(), core::ptr::null_mut()) }).map(owned)
+    Errno::result(unsafe { libc::accept(fd, core::ptr::null_mut(), core::ptr::null_mut()) })
+        .map(owned)
 }
 
 /// Shuts down the reading and/or writing side of `fd`; `EINVAL` if neither.
@@ -136,13 +149,21 @@ pub fn shutdown(fd: RawFd, read: bool, write: bool) -> Result<()> {
 ///
 /// `data` must be valid for reads of `len` bytes, unless the host rejects
 /// the request outright (`EFAULT`).
-pub unsafe fn send_fds_raw(fd: RawFd, data: *const c_void, len: usize, fds: &[RawFd]) -> Result<usize> {
+pub unsafe fn send_fds_raw(
+    fd: RawFd,
+    data: *const c_void,
+    len: usize,
+    fds: &[RawFd],
+) -> Result<usize> {
     if fds.len() > SEND_MAX_FDS {
         return Err(Errno::EINVAL);
     }
     let mut control = ControlBuf([0u8; fds_space(SEND_MAX_FDS)]);
     let fds_size = size_of_val(fds);
-    let mut iov = libc::iovec { iov_base: data.cast_mut(), iov_len: len };
+    let mut iov = libc::iovec {
+        iov_base: data.cast_mut(),
+        iov_len: len,
+    };
     // SAFETY: msghdr is plain old data; all-zero is a valid (empty) value.
     let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
     msg.msg_iov = &raw mut iov;
@@ -187,12 +208,20 @@ pub fn send_fds(fd: RawFd, data: &[u8], fds: &[RawFd]) -> Result<usize> {
 ///
 /// `data` must be valid for writes of `len` bytes, unless the host rejects
 /// the request outright (`EFAULT`).
-pub unsafe fn recv_fds_raw(fd: RawFd, fds: &mut [RawFd], data: *mut c_void, len: usize) -> Result<(usize, usize)> {
+pub unsafe fn recv_fds_raw(
+    fd: RawFd,
+    fds: &mut [RawFd],
+    data: *mut c_void,
+    len: usize,
+) -> Result<(usize, usize)> {
     if fds.len() > RECV_MAX_FDS {
         return Err(Errno::EINVAL);
     }
     let mut control = ControlBuf([0u8; fds_space(RECV_MAX_FDS)]);
-    let mut iov = libc::iovec { iov_base: data, iov_len: len };
+    let mut iov = libc::iovec {
+        iov_base: data,
+        iov_len: len,
+    };
     // SAFETY: msghdr is plain old data; all-zero is a valid (empty) value.
     let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
     msg.msg_iov = &raw mut iov;

@@ -24,7 +24,11 @@ pub fn get_pty(on_initial_thread: impl FnOnce(&mut dyn FnMut())) -> Result<Owned
     // SAFETY: the path is NUL-terminated; no mode is needed without O_CREAT.
     let fd = Errno::result(unsafe { libc::open64(c"/dev/ptmx".as_ptr(), libc::O_RDWR) })
         .inspect_err(|&e| {
-            crate::klog!(Level::Err, "get_pty : Couldn't open /dev/ptmx - err = {}", e as c_int);
+            crate::klog!(
+                Level::Err,
+                "get_pty : Couldn't open /dev/ptmx - err = {}",
+                e as c_int
+            );
         })
         .map(owned)?;
     let raw = fd.as_raw_fd();
@@ -36,11 +40,19 @@ pub fn get_pty(on_initial_thread: impl FnOnce(&mut dyn FnMut())) -> Result<Owned
         granted = Errno::result(unsafe { libc::grantpt(raw) }).map(drop);
     });
     granted.inspect_err(|&e| {
-        crate::klog!(Level::Err, "get_pty : Couldn't grant pty - errno = {}", e as c_int);
+        crate::klog!(
+            Level::Err,
+            "get_pty : Couldn't grant pty - errno = {}",
+            e as c_int
+        );
     })?;
     // SAFETY: `raw` is the open master.
     Errno::result(unsafe { libc::unlockpt(raw) }).inspect_err(|&e| {
-        crate::klog!(Level::Err, "get_pty : Couldn't unlock pty - errno = {}", e as c_int);
+        crate::klog!(
+            Level::Err,
+            "get_pty : Couldn't unlock pty - errno = {}",
+            e as c_int
+        );
     })?;
     Ok(fd)
 }
@@ -56,7 +68,10 @@ mod tests {
         let rc = unsafe { libc::ptsname_r(master.as_raw_fd(), buf.as_mut_ptr(), buf.len()) };
         assert_eq!(rc, 0);
         // SAFETY: ptsname_r succeeded, so `buf` holds a NUL-terminated name.
-        unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap().to_owned()
+        unsafe { CStr::from_ptr(buf.as_ptr()) }
+            .to_str()
+            .unwrap()
+            .to_owned()
     }
 
     #[test]
@@ -70,21 +85,32 @@ mod tests {
         assert_eq!(calls, 1, "grantpt must run exactly once");
         // SAFETY: F_GETFD takes no argument.
         let fd_flags = unsafe { libc::fcntl(master.as_raw_fd(), libc::F_GETFD) };
-        assert_eq!(fd_flags & libc::FD_CLOEXEC, 0, "the C layer leaves the master inheritable");
+        assert_eq!(
+            fd_flags & libc::FD_CLOEXEC,
+            0,
+            "the C layer leaves the master inheritable"
+        );
         // SAFETY: F_GETFL takes no argument.
         let fl = unsafe { libc::fcntl(master.as_raw_fd(), libc::F_GETFL) };
         assert_eq!(fl & libc::O_ACCMODE, libc::O_RDWR);
 
         let name = slave_name(&master);
         assert!(name.starts_with("/dev/pts/"), "{name}");
-        let slave = std::fs::OpenOptions::new().read(true).write(true).open(&name).expect("slave opens: unlocked");
+        let slave = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&name)
+            .expect("slave opens: unlocked");
         let slave_fd = std::os::fd::AsRawFd::as_raw_fd(&slave);
         // Raw mode on the slave so bytes pass through unchanged.
         let mut tio = nix::sys::termios::tcgetattr(&slave).unwrap();
         nix::sys::termios::cfmakeraw(&mut tio);
         nix::sys::termios::tcsetattr(&slave, nix::sys::termios::SetArg::TCSANOW, &tio).unwrap();
 
-        assert_eq!(crate::host::file::write(master.as_raw_fd(), b"ping").unwrap(), 4);
+        assert_eq!(
+            crate::host::file::write(master.as_raw_fd(), b"ping").unwrap(),
+            4
+        );
         let mut buf = [0u8; 16];
         let n = crate::host::file::read(slave_fd, &mut buf).unwrap();
         assert_eq!(&buf[..n], b"ping");

@@ -102,6 +102,10 @@ pub struct Totals {
 pub fn run_suite<C>(cases: &[&Case<C>], cfg: &C) -> Totals {
     line("KTAP version 1");
     line(&format!("1..{}", cases.len()));
+    // Names up front, so that a reader can name the cases that never
+    // reported should the guest die half-way.
+    let names: Vec<&str> = cases.iter().map(|c| c.name).collect();
+    line(&format!("# cases: {}", names.join(" ")));
     let mut totals = Totals::default();
     for (i, case) in cases.iter().enumerate() {
         let n = i + 1;

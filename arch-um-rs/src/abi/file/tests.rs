@@ -88,7 +88,18 @@ fn openflags_map_to_host_flags() {
     assert_eq!(host_oflag(flags(F::A)).0, libc::O_APPEND);
     assert_eq!(host_oflag(flags(F::E)).0, libc::O_EXCL);
     assert_eq!(host_oflag(flags(F::CL)), (0, true));
-    assert_eq!(host_oflag(flags(0xff)), (libc::O_RDWR | libc::O_SYNC | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND | libc::O_EXCL, true));
+    assert_eq!(
+        host_oflag(flags(0xff)),
+        (
+            libc::O_RDWR
+                | libc::O_SYNC
+                | libc::O_CREAT
+                | libc::O_TRUNC
+                | libc::O_APPEND
+                | libc::O_EXCL,
+            true
+        )
+    );
 }
 
 #[test]
@@ -97,16 +108,28 @@ fn open_access_modes() {
     let d = tempfile::tempdir().unwrap();
     let p = cpath(&d.path().join("f"));
     std::fs::write(d.path().join("f"), b"data").unwrap();
-    for (bits, acc) in [(F::R, libc::O_RDONLY), (F::W, libc::O_WRONLY), (F::R | F::W, libc::O_RDWR), (0, libc::O_RDONLY)] {
+    for (bits, acc) in [
+        (F::R, libc::O_RDONLY),
+        (F::W, libc::O_WRONLY),
+        (F::R | F::W, libc::O_RDWR),
+        (0, libc::O_RDONLY),
+    ] {
         let fd = own(open(&p, bits, 0));
-        assert_eq!(status_flags(fd.as_raw_fd()) & libc::O_ACCMODE, acc, "bits {bits:#x}");
+        assert_eq!(
+            status_flags(fd.as_raw_fd()) & libc::O_ACCMODE,
+            acc,
+            "bits {bits:#x}"
+        );
         assert!(!is_cloexec(fd.as_raw_fd()));
     }
     // Write-only: reading fails with EBADF.
     let fd = own(open(&p, F::W, 0));
     let mut b = [0u8; 4];
-    // SAFETY: `b` is writable.
-    assert_eq!(unsafe { os_read_file(fd.as_raw_fd(), b.as_mut_ptr().cast(), 4) }, EBADF);
+    assert_eq!(
+        // SAFETY: `b` is writable.
+        unsafe { os_read_file(fd.as_raw_fd(), b.as_mut_ptr().cast(), 4) },
+        EBADF
+    );
 }
 
 #[test]
@@ -118,7 +141,10 @@ fn open_create_exclusive_truncate_append_sync_cloexec() {
     assert_eq!(open(&p, F::R, 0), -libc::ENOENT);
 
     let fd = own(open(&p, F::R | F::W | F::C | F::E, 0o640));
-    assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o640 & !umask());
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().mode() & 0o777,
+        0o640 & !umask()
+    );
     write_all(fd.as_raw_fd(), b"0123456789");
     drop(fd);
     assert_eq!(open(&p, F::W | F::C | F::E, 0o600), -libc::EEXIST);
@@ -144,8 +170,11 @@ fn open_create_exclusive_truncate_append_sync_cloexec() {
     // Close-on-exec only with `cl`.
     let fd = own(open(&p, F::R | F::CL, 0));
     assert!(is_cloexec(fd.as_raw_fd()));
-    // SAFETY: a NULL path is refused before use.
-    assert_eq!(unsafe { os_open_file(core::ptr::null(), flags(F::R), 0) }, -libc::EFAULT);
+    assert_eq!(
+        // SAFETY: a NULL path is refused before use.
+        unsafe { os_open_file(core::ptr::null(), flags(F::R), 0) },
+        -libc::EFAULT
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -161,17 +190,26 @@ fn read_write_pread_pwrite_seek() {
     assert_eq!(read_some(fd, 64), b"", "end of file reads 0");
 
     let mut buf = [0u8; 5];
-    // SAFETY: `buf` is writable for 5 bytes.
-    assert_eq!(unsafe { os_pread_file(fd, buf.as_mut_ptr().cast(), 5, 0) }, 5);
+    assert_eq!(
+        // SAFETY: `buf` is writable for 5 bytes.
+        unsafe { os_pread_file(fd, buf.as_mut_ptr().cast(), 5, 0) },
+        5
+    );
     assert_eq!(&buf, b"hello");
-    // SAFETY: readable for 5 bytes.
-    assert_eq!(unsafe { os_pwrite_file(fd, b"HELLO".as_ptr().cast(), 5, 0) }, 5);
+    assert_eq!(
+        // SAFETY: readable for 5 bytes.
+        unsafe { os_pwrite_file(fd, b"HELLO".as_ptr().cast(), 5, 0) },
+        5
+    );
     // pread/pwrite leave the offset alone: still at the end.
     assert_eq!(read_some(fd, 64), b"");
     assert_eq!(os_seek_file(fd, 0), 0);
     assert_eq!(read_some(fd, 64), b"HELLO world");
-    // SAFETY: readable for 1 byte; the offset is past the end.
-    assert_eq!(unsafe { os_pwrite_file(fd, b"!".as_ptr().cast(), 1, 20) }, 1);
+    assert_eq!(
+        // SAFETY: readable for 1 byte; the offset is past the end.
+        unsafe { os_pwrite_file(fd, b"!".as_ptr().cast(), 1, 20) },
+        1
+    );
     assert_eq!(f.metadata().unwrap().len(), 21);
 
     assert_eq!(os_fsync_file(fd), 0);
@@ -200,14 +238,23 @@ fn io_errors_are_negative_errnos() {
     // A negative length is widened to a huge size_t, as in C; the host
     // rejects it (EFAULT on a readable descriptor, EBADF first otherwise).
     let f = tempfile::tempfile().unwrap();
-    // SAFETY: the host rejects the length before touching `buf`.
-    assert_eq!(unsafe { os_read_file(f.as_raw_fd(), buf.as_mut_ptr().cast(), -1) }, -libc::EFAULT);
-    // SAFETY: as above.
-    assert_eq!(unsafe { os_read_file(-1, buf.as_mut_ptr().cast(), -1) }, EBADF);
+    assert_eq!(
+        // SAFETY: the host rejects the length before touching `buf`.
+        unsafe { os_read_file(f.as_raw_fd(), buf.as_mut_ptr().cast(), -1) },
+        -libc::EFAULT
+    );
+    assert_eq!(
+        // SAFETY: as above.
+        unsafe { os_read_file(-1, buf.as_mut_ptr().cast(), -1) },
+        EBADF
+    );
     // Nonblocking read with nothing there: EAGAIN, not retried.
     assert_eq!(os_set_fd_block(a.as_raw_fd(), 0), 0);
-    // SAFETY: `buf` is writable.
-    assert_eq!(unsafe { os_read_file(a.as_raw_fd(), buf.as_mut_ptr().cast(), 4) }, -libc::EAGAIN);
+    assert_eq!(
+        // SAFETY: `buf` is writable.
+        unsafe { os_read_file(a.as_raw_fd(), buf.as_mut_ptr().cast(), 4) },
+        -libc::EAGAIN
+    );
 }
 
 #[test]
@@ -247,7 +294,19 @@ fn stat_fields_match_std_metadata() {
     let path = d.path().join("f");
     std::fs::write(&path, vec![7u8; 12345]).unwrap();
     std::fs::hard_link(&path, d.path().join("g")).unwrap();
+    // Distinct times, so a field mix-up shows.
+    let t = |secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    let times = std::fs::FileTimes::new()
+        .set_accessed(t(1_000_000_000))
+        .set_modified(t(1_100_000_000));
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_times(times)
+        .unwrap();
     let m = std::fs::metadata(&path).unwrap();
+    assert!(m.atime() != m.mtime() && m.mtime() != m.ctime());
     let f = std::fs::File::open(&path).unwrap();
     let mut by_fd = UmlStat::default();
     // SAFETY: `by_fd` is writable.
@@ -269,15 +328,24 @@ fn stat_fields_match_std_metadata() {
         assert_eq!(st.ust_ctime, m.ctime() as c_ulong);
     }
     // A NULL buffer is allowed: only the status is wanted.
-    // SAFETY: NULL `ubuf` is part of the contract.
-    assert_eq!(unsafe { os_stat_fd(f.as_raw_fd(), core::ptr::null_mut()) }, 0);
-    // SAFETY: as above.
-    assert_eq!(unsafe { os_stat_file(cpath(&path).as_ptr(), core::ptr::null_mut()) }, 0);
+    assert_eq!(
+        // SAFETY: NULL `ubuf` is part of the contract.
+        unsafe { os_stat_fd(f.as_raw_fd(), core::ptr::null_mut()) },
+        0
+    );
+    assert_eq!(
+        // SAFETY: as above.
+        unsafe { os_stat_file(cpath(&path).as_ptr(), core::ptr::null_mut()) },
+        0
+    );
     assert_eq!(stat_file(c"/nonexistent/f").0, -libc::ENOENT);
     // SAFETY: `by_fd` is writable.
     assert_eq!(unsafe { os_stat_fd(-1, &raw mut by_fd) }, EBADF);
-    // SAFETY: NULL path refused.
-    assert_eq!(unsafe { os_stat_file(core::ptr::null(), core::ptr::null_mut()) }, -libc::EFAULT);
+    assert_eq!(
+        // SAFETY: NULL path refused.
+        unsafe { os_stat_file(core::ptr::null(), core::ptr::null_mut()) },
+        -libc::EFAULT
+    );
 }
 
 #[test]
@@ -291,18 +359,35 @@ fn uml_stat_truncates_like_c() {
     assert_eq!(u.ust_size, u64::MAX);
 }
 
-/// The first block device under /dev, with its size from sysfs.
-fn some_block_device() -> Option<(CString, u64)> {
-    for e in std::fs::read_dir("/sys/class/block").ok()? {
-        let name = e.ok()?.file_name();
-        let dev = Path::new("/dev").join(&name);
-        let is_blk = std::fs::metadata(&dev).map(|m| FileKind::from_mode(m.mode()) == FileKind::BlockDev);
+/// The block devices under /dev with their sizes from sysfs.
+fn block_devices() -> Vec<(CString, u64)> {
+    let Ok(dir) = std::fs::read_dir("/sys/class/block") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for e in dir.flatten() {
+        // Loop devices change size under file_size_of_a_block_device_is_the_device_size.
+        if e.file_name().as_bytes().starts_with(b"loop") {
+            continue;
+        }
+        let dev = Path::new("/dev").join(e.file_name());
+        let is_blk =
+            std::fs::metadata(&dev).map(|m| FileKind::from_mode(m.mode()) == FileKind::BlockDev);
+        let Ok(sectors) = std::fs::read_to_string(e.path().join("size")) else {
+            continue;
+        };
+        let Ok(sectors) = sectors.trim().parse::<u64>() else {
+            continue;
+        };
         if is_blk.unwrap_or(false) {
-            let sectors = std::fs::read_to_string(Path::new("/sys/class/block").join(&name).join("size")).ok()?;
-            return Some((cpath(&dev), sectors.trim().parse::<u64>().ok()? * 512));
+            found.push((cpath(&dev), sectors * 512));
         }
     }
-    None
+    found
+}
+
+fn some_block_device() -> Option<(CString, u64)> {
+    block_devices().into_iter().next()
 }
 
 #[test]
@@ -355,7 +440,10 @@ fn access_with_os_acc_bits() {
     assert_eq!(acc(&p, os_acc::X_OK), -libc::EACCES);
     assert_eq!(acc(&p, os_acc::R_OK | os_acc::X_OK), -libc::EACCES);
     assert_eq!(acc(c"/nonexistent/f", os_acc::F_OK), -libc::ENOENT);
-    assert_eq!(host_amode(os_acc::R_OK | os_acc::W_OK | os_acc::X_OK), libc::R_OK | libc::W_OK | libc::X_OK);
+    assert_eq!(
+        host_amode(os_acc::R_OK | os_acc::W_OK | os_acc::X_OK),
+        libc::R_OK | libc::W_OK | libc::X_OK
+    );
 }
 
 #[test]
@@ -378,7 +466,10 @@ fn file_mode(p: &CStr) -> (c_int, u32) {
 fn become_nobody() {
     // SAFETY: plain credential system calls without memory arguments.
     unsafe {
-        assert_eq!(libc::syscall(libc::SYS_setgroups, 0, core::ptr::null::<libc::gid_t>()), 0);
+        assert_eq!(
+            libc::syscall(libc::SYS_setgroups, 0, core::ptr::null::<libc::gid_t>()),
+            0
+        );
         assert_eq!(libc::syscall(libc::SYS_setresgid, 65534, 65534, 65534), 0);
         assert_eq!(libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534), 0);
     }
@@ -400,16 +491,29 @@ fn file_mode_reports_rw_and_cs_return_value() {
     let wo = mk("wo", 0o622);
     let none = mk("none", 0o600);
 
-    // As root everything is readable and writable.
-    assert_eq!(file_mode(&none), (0, F::R | F::W));
-    assert_eq!(file_mode(c"/nonexistent/f"), (-libc::ENOENT, 0), "cleared even on error");
-    assert_eq!(file_mode(&cpath(&d.path().join("rw/x"))), (-libc::ENOTDIR, 0));
-    // SAFETY: NULL mode_out refused.
-    assert_eq!(unsafe { os_file_mode(rw.as_ptr(), core::ptr::null_mut()) }, -libc::EFAULT);
+    assert_eq!(file_mode(&rw), (0, F::R | F::W));
+    assert_eq!(
+        file_mode(c"/nonexistent/f"),
+        (-libc::ENOENT, 0),
+        "cleared even on error"
+    );
+    assert_eq!(
+        file_mode(&cpath(&d.path().join("rw/x"))),
+        (-libc::ENOTDIR, 0)
+    );
+    assert_eq!(
+        // SAFETY: NULL mode_out refused.
+        unsafe { os_file_mode(rw.as_ptr(), core::ptr::null_mut()) },
+        -libc::EFAULT
+    );
 
-    if std::env::var_os("ARCH_UM_RS_SKIP_SETUID").is_some() {
+    // SAFETY: geteuid has no arguments.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: denied-access cases of os_file_mode not tested");
         return;
     }
+    // As root everything is readable and writable.
+    assert_eq!(file_mode(&none), (0, F::R | F::W));
     let status = in_child(|| {
         become_nobody();
         assert_eq!(file_mode(&rw), (0, F::R | F::W));
@@ -435,11 +539,90 @@ fn file_size_of_files_and_devices() {
     };
     assert_eq!(size(&cpath(f.path())), (0, 5000));
     assert_eq!(size(c"/dev/null"), (0, 0));
-    assert_eq!(size(c"/nonexistent/f"), (-libc::ENOENT, 0xdead), "untouched on error");
-    match some_block_device() {
-        Some((dev, bytes)) => assert_eq!(size(&dev), (0, bytes), "{dev:?}"),
-        None => eprintln!("no block device in /dev: block-device size not tested"),
+    assert_eq!(
+        size(c"/nonexistent/f"),
+        (-libc::ENOENT, 0xdead),
+        "untouched on error"
+    );
+    // A device node's st_size is 0: a non-empty device shows BLKGETSIZE
+    // was used. One that cannot be opened here gives the open error.
+    let mut nonempty = false;
+    for (dev, bytes) in block_devices() {
+        let path = std::ffi::OsStr::from_bytes(dev.as_bytes());
+        match std::fs::File::open(path) {
+            Ok(_) => {
+                assert_eq!(size(&dev), (0, bytes), "{dev:?}");
+                nonempty |= bytes > 0;
+            }
+            Err(e) => assert_eq!(size(&dev), (-e.raw_os_error().unwrap(), 0xdead), "{dev:?}"),
+        }
     }
+    if !nonempty {
+        eprintln!(
+            "no openable non-empty block device: BLKGETSIZE path only checked on empty devices"
+        );
+    }
+}
+
+/// A loop device backed by a temporary file, detached on drop.
+struct LoopDev {
+    dev: std::fs::File,
+    path: CString,
+}
+
+impl LoopDev {
+    const LOOP_SET_FD: libc::Ioctl = 0x4c00;
+    const LOOP_CLR_FD: libc::Ioctl = 0x4c01;
+    const LOOP_CTL_GET_FREE: libc::Ioctl = 0x4c82;
+
+    /// Attaches `backing`, or `None` where loop devices are not available.
+    fn attach(backing: &std::fs::File) -> Option<Self> {
+        let ctl = std::fs::File::open("/dev/loop-control").ok()?;
+        // SAFETY: LOOP_CTL_GET_FREE takes no argument.
+        let n = unsafe { libc::ioctl(ctl.as_raw_fd(), Self::LOOP_CTL_GET_FREE) };
+        if n < 0 {
+            return None;
+        }
+        let name = format!("/dev/loop{n}");
+        let dev = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open(&name)
+            .ok()?;
+        // SAFETY: LOOP_SET_FD takes the backing descriptor as its argument.
+        let rc = unsafe { libc::ioctl(dev.as_raw_fd(), Self::LOOP_SET_FD, backing.as_raw_fd()) };
+        (rc == 0).then(|| Self {
+            dev,
+            path: CString::new(name).unwrap(),
+        })
+    }
+}
+
+impl Drop for LoopDev {
+    fn drop(&mut self) {
+        // SAFETY: LOOP_CLR_FD takes no argument.
+        unsafe { libc::ioctl(self.dev.as_raw_fd(), Self::LOOP_CLR_FD, 0) };
+    }
+}
+
+#[test]
+fn file_size_of_a_block_device_is_the_device_size() {
+    let backing = tempfile::tempfile().unwrap();
+    let bytes = 3 * 1024 * 1024 + 7 * 512;
+    backing.set_len(bytes).unwrap();
+    let Some(lo) = LoopDev::attach(&backing) else {
+        eprintln!("no loop device available: block-device size not tested");
+        return;
+    };
+    let mut s: c_ulonglong = 0;
+    // SAFETY: a C string and a writable u64.
+    assert_eq!(unsafe { os_file_size(lo.path.as_ptr(), &raw mut s) }, 0);
+    assert_eq!(s, bytes, "BLKGETSIZE * 512, not the node's st_size (0)");
+    assert_eq!(
+        // SAFETY: a C string.
+        unsafe { os_file_type(lo.path.as_ptr().cast_mut()) },
+        os_type::BLOCKDEV
+    );
 }
 
 #[test]
@@ -448,11 +631,17 @@ fn modtime_is_mtime_seconds() {
     let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_234_567_890);
     f.as_file().set_modified(when).unwrap();
     let mut t: i64 = 0;
-    // SAFETY: a C string and a writable i64.
-    assert_eq!(unsafe { os_file_modtime(cpath(f.path()).as_ptr(), &raw mut t) }, 0);
+    assert_eq!(
+        // SAFETY: a C string and a writable i64.
+        unsafe { os_file_modtime(cpath(f.path()).as_ptr(), &raw mut t) },
+        0
+    );
     assert_eq!(t, 1_234_567_890);
-    // SAFETY: as above.
-    assert_eq!(unsafe { os_file_modtime(c"/nonexistent/f".as_ptr(), &raw mut t) }, -libc::ENOENT);
+    assert_eq!(
+        // SAFETY: as above.
+        unsafe { os_file_modtime(c"/nonexistent/f".as_ptr(), &raw mut t) },
+        -libc::ENOENT
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -479,9 +668,17 @@ fn fd_async_and_blocking_flags() {
     // Nothing is ever written, so no SIGIO reaches the test process.
     assert_eq!(os_set_fd_async(fd), 0);
     let fl = status_flags(fd);
-    assert_eq!(fl & (libc::O_ASYNC | libc::O_NONBLOCK), libc::O_ASYNC | libc::O_NONBLOCK);
+    assert_eq!(
+        fl & (libc::O_ASYNC | libc::O_NONBLOCK),
+        libc::O_ASYNC | libc::O_NONBLOCK
+    );
     // SAFETY: F_GETOWN / F_GETSIG take no argument.
-    let (owner, sig) = unsafe { (libc::fcntl(fd, libc::F_GETOWN), libc::fcntl(fd, 11 /* F_GETSIG */)) };
+    let (owner, sig) = unsafe {
+        (
+            libc::fcntl(fd, libc::F_GETOWN),
+            libc::fcntl(fd, 11 /* F_GETSIG */),
+        )
+    };
     // SAFETY: getpid has no arguments.
     assert_eq!(owner, unsafe { libc::getpid() });
     assert_eq!(sig, libc::SIGIO);
@@ -507,17 +704,32 @@ fn ioctls() {
     write_all(b.as_raw_fd(), b"12345");
     let mut pending: c_int = -1;
     // SAFETY: FIONREAD writes one int.
-    let rc = unsafe { os_ioctl_generic(a.as_raw_fd(), libc::FIONREAD as c_uint, (&raw mut pending) as c_ulong) };
+    let rc = unsafe {
+        os_ioctl_generic(
+            a.as_raw_fd(),
+            libc::FIONREAD as c_uint,
+            (&raw mut pending) as c_ulong,
+        )
+    };
     assert_eq!((rc, pending), (0, 5));
     let f = tempfile::tempfile().unwrap();
-    // SAFETY: TIOCGPTN on a regular file fails before touching memory.
     assert_eq!(
-        unsafe { os_ioctl_generic(f.as_raw_fd(), libc::TIOCGPTN as c_uint, (&raw mut pending) as c_ulong) },
+        // SAFETY: TIOCGPTN on a regular file fails before touching memory.
+        unsafe {
+            os_ioctl_generic(
+                f.as_raw_fd(),
+                libc::TIOCGPTN as c_uint,
+                (&raw mut pending) as c_ulong,
+            )
+        },
         -libc::ENOTTY
     );
     let mut name = [0 as c_char; 64];
-    // SAFETY: `name` is larger than IFNAMSIZ.
-    assert_eq!(unsafe { os_get_ifname(f.as_raw_fd(), name.as_mut_ptr()) }, -libc::ENOTTY);
+    assert_eq!(
+        // SAFETY: `name` is larger than IFNAMSIZ.
+        unsafe { os_get_ifname(f.as_raw_fd(), name.as_mut_ptr()) },
+        -libc::ENOTTY
+    );
     assert_eq!(os_set_slip(f.as_raw_fd()), -libc::ENOTTY);
     assert_eq!(os_set_slip(-1), EBADF);
 }
@@ -529,7 +741,15 @@ fn sock_type(fd: RawFd) -> c_int {
     let mut ty: c_int = 0;
     let mut len = size_of::<c_int>() as libc::socklen_t;
     // SAFETY: SO_TYPE writes one int.
-    let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_TYPE, (&raw mut ty).cast(), &raw mut len) };
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&raw mut ty).cast(),
+            &raw mut len,
+        )
+    };
     assert_eq!(rc, 0);
     ty
 }
@@ -571,6 +791,24 @@ fn connect_accept_shutdown() {
     assert!(!is_cloexec(client.as_raw_fd()));
     let server = own(os_accept_connection(listener.as_raw_fd()));
     assert!(!is_cloexec(server.as_raw_fd()));
+    // A regression must fail the test, not hang it.
+    for fd in [&client, &server] {
+        let tv = libc::timeval {
+            tv_sec: 5,
+            tv_usec: 0,
+        };
+        // SAFETY: SO_RCVTIMEO reads one timeval.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw const tv).cast(),
+                size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+    }
 
     write_all(client.as_raw_fd(), b"ping");
     assert_eq!(read_some(server.as_raw_fd(), 16), b"ping");
@@ -587,8 +825,11 @@ fn connect_accept_shutdown() {
     assert_eq!(os_shutdown_socket(server.as_raw_fd(), 0, 0), -libc::EINVAL);
     assert_eq!(os_shutdown_socket(-1, 1, 1), EBADF);
 
-    // SAFETY: a C string.
-    assert_eq!(unsafe { os_connect_socket(c"/nonexistent/sock".as_ptr()) }, -libc::ENOENT);
+    assert_eq!(
+        // SAFETY: a C string.
+        unsafe { os_connect_socket(c"/nonexistent/sock".as_ptr()) },
+        -libc::ENOENT
+    );
     // A socket that is not listening cannot accept.
     assert_eq!(os_accept_connection(client.as_raw_fd()), -libc::EINVAL);
     assert_eq!(os_accept_connection(-1), EBADF);
@@ -605,25 +846,37 @@ fn create_unix_socket_binds_a_datagram_socket() {
         let fd = own(unsafe { os_create_unix_socket(p.as_ptr(), 256, cloexec) });
         assert_eq!(sock_type(fd.as_raw_fd()), libc::SOCK_DGRAM);
         assert_eq!(is_cloexec(fd.as_raw_fd()), cloexec != 0);
-        assert_eq!(FileKind::from_mode(std::fs::metadata(&path).unwrap().mode()), FileKind::Socket);
+        assert_eq!(
+            FileKind::from_mode(std::fs::metadata(&path).unwrap().mode()),
+            FileKind::Socket
+        );
         // It receives what is sent to that name.
         let tx = std::os::unix::net::UnixDatagram::unbound().unwrap();
         tx.send_to(b"dgram", &path).unwrap();
         assert_eq!(read_some(fd.as_raw_fd(), 16), b"dgram");
         // The name is taken now.
-        // SAFETY: a C string.
-        assert_eq!(unsafe { os_create_unix_socket(p.as_ptr(), 256, cloexec) }, -libc::EADDRINUSE);
+        assert_eq!(
+            // SAFETY: a C string.
+            unsafe { os_create_unix_socket(p.as_ptr(), 256, cloexec) },
+            -libc::EADDRINUSE
+        );
     }
     // `len` bounds the name used: a truncated name in a missing directory.
     let long = d.path().join("dir/that/does/not/exist");
     let p = cpath(&long);
     let cut = d.path().as_os_str().len() + "/dir/that".len() + 1;
-    // SAFETY: a C string.
-    assert_eq!(unsafe { os_create_unix_socket(p.as_ptr(), cut as c_int, 0) }, -libc::ENOENT);
+    assert_eq!(
+        // SAFETY: a C string.
+        unsafe { os_create_unix_socket(p.as_ptr(), cut as c_int, 0) },
+        -libc::ENOENT
+    );
     let cut_to_dir = d.path().as_os_str().len() + 1;
     // "<dir>" only: an existing directory cannot be bound over.
-    // SAFETY: a C string.
-    assert_eq!(unsafe { os_create_unix_socket(p.as_ptr(), cut_to_dir as c_int, 0) }, -libc::EADDRINUSE);
+    assert_eq!(
+        // SAFETY: a C string.
+        unsafe { os_create_unix_socket(p.as_ptr(), cut_to_dir as c_int, 0) },
+        -libc::EADDRINUSE
+    );
 }
 
 #[test]
@@ -644,14 +897,30 @@ fn passes_two_descriptors_that_work() {
     let send = [file.as_raw_fd(), p_write.as_raw_fd()];
     let msg = b"two fds";
     // SAFETY: `msg` and `send` are readable for their lengths.
-    let sent = unsafe { os_sendmsg_fds(tx.as_raw_fd(), msg.as_ptr().cast(), msg.len() as c_uint, send.as_ptr(), 2) };
+    let sent = unsafe {
+        os_sendmsg_fds(
+            tx.as_raw_fd(),
+            msg.as_ptr().cast(),
+            msg.len() as c_uint,
+            send.as_ptr(),
+            2,
+        )
+    };
     assert_eq!(sent, msg.len() as c_int);
     drop(p_write);
 
     let mut got = [-1; 2];
     let mut data = [0u8; 32];
     // SAFETY: `got` holds two ints and `data` is writable.
-    let n = unsafe { os_rcv_fd_msg(rx.as_raw_fd(), got.as_mut_ptr(), 2, data.as_mut_ptr().cast(), data.len()) };
+    let n = unsafe {
+        os_rcv_fd_msg(
+            rx.as_raw_fd(),
+            got.as_mut_ptr(),
+            2,
+            data.as_mut_ptr().cast(),
+            data.len(),
+        )
+    };
     assert_eq!(n, msg.len() as isize);
     assert_eq!(&data[..msg.len()], msg);
     let (got_file, got_write) = (own(got[0]), own(got[1]));
@@ -676,23 +945,65 @@ fn fd_message_limits_and_plain_messages() {
     let many = [0; OS_SENDMSG_MAX_FDS + 1];
     // SAFETY: readable buffers.
     unsafe {
-        assert_eq!(os_sendmsg_fds(tx.as_raw_fd(), b"x".as_ptr().cast(), 1, many.as_ptr(), many.len() as c_uint), -libc::EINVAL);
+        assert_eq!(
+            os_sendmsg_fds(
+                tx.as_raw_fd(),
+                b"x".as_ptr().cast(),
+                1,
+                many.as_ptr(),
+                many.len() as c_uint
+            ),
+            -libc::EINVAL
+        );
         // No descriptors at all: data only.
-        assert_eq!(os_sendmsg_fds(tx.as_raw_fd(), b"plain".as_ptr().cast(), 5, core::ptr::null(), 0), 5);
+        assert_eq!(
+            os_sendmsg_fds(
+                tx.as_raw_fd(),
+                b"plain".as_ptr().cast(),
+                5,
+                core::ptr::null(),
+                0
+            ),
+            5
+        );
     }
     let mut got = [-1; 3];
     let mut data = [0u8; 16];
     // SAFETY: `got` holds 3 ints, `data` is writable.
     unsafe {
-        assert_eq!(os_rcv_fd_msg(rx.as_raw_fd(), got.as_mut_ptr(), 3, data.as_mut_ptr().cast(), 16), -libc::EINVAL as isize);
-        assert_eq!(os_rcv_fd_msg(rx.as_raw_fd(), got.as_mut_ptr(), 2, data.as_mut_ptr().cast(), 16), 5);
+        assert_eq!(
+            os_rcv_fd_msg(
+                rx.as_raw_fd(),
+                got.as_mut_ptr(),
+                3,
+                data.as_mut_ptr().cast(),
+                16
+            ),
+            -libc::EINVAL as isize
+        );
+        assert_eq!(
+            os_rcv_fd_msg(
+                rx.as_raw_fd(),
+                got.as_mut_ptr(),
+                2,
+                data.as_mut_ptr().cast(),
+                16
+            ),
+            5
+        );
     }
     assert_eq!(&data[..5], b"plain");
     assert_eq!(got, [-1; 3], "no descriptors stored");
-    // SAFETY: no descriptor: bad fd.
-    assert_eq!(unsafe { os_rcv_fd_msg(-1, got.as_mut_ptr(), 1, data.as_mut_ptr().cast(), 16) }, EBADF as isize);
-    // SAFETY: as above.
-    assert_eq!(unsafe { os_sendmsg_fds(-1, data.as_ptr().cast(), 1, core::ptr::null(), 0) }, EBADF);
+    assert_eq!(
+        // SAFETY: no descriptor: bad fd.
+        unsafe { os_rcv_fd_msg(-1, got.as_mut_ptr(), 1, data.as_mut_ptr().cast(), 16) },
+        EBADF as isize
+    );
+    assert_eq!(
+        // SAFETY: as above.
+        unsafe { os_sendmsg_fds(-1, data.as_ptr().cast(), 1, core::ptr::null(), 0) },
+        EBADF
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -731,8 +1042,14 @@ fn falloc_punch_and_zeroes_keep_size() {
     }
     assert_eq!(punch, 0);
     assert_eq!(f.metadata().unwrap().len(), 4 * page as u64);
-    assert!(f.metadata().unwrap().blocks() < blocks_before, "hole deallocated");
+    assert!(
+        f.metadata().unwrap().blocks() < blocks_before,
+        "hole deallocated"
+    );
     assert_eq!(os_falloc_zeroes(fd, 3 * page as u64, page as c_int), 0);
+    assert_eq!(f.metadata().unwrap().len(), 4 * page as u64);
+    // Past the end too: KEEP_SIZE leaves the size alone.
+    assert_eq!(os_falloc_zeroes(fd, 4 * page as u64, page as c_int), 0);
     assert_eq!(f.metadata().unwrap().len(), 4 * page as u64);
 
     assert_eq!(os_seek_file(fd, 0), 0);
@@ -761,8 +1078,11 @@ fn eventfd_counts_and_honours_flags() {
     let fd = own(os_eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK));
     assert!(is_cloexec(fd.as_raw_fd()));
     let mut b = [0u8; 8];
-    // SAFETY: `b` is writable for 8 bytes.
-    assert_eq!(unsafe { os_read_file(fd.as_raw_fd(), b.as_mut_ptr().cast(), 8) }, -libc::EAGAIN);
+    assert_eq!(
+        // SAFETY: `b` is writable for 8 bytes.
+        unsafe { os_read_file(fd.as_raw_fd(), b.as_mut_ptr().cast(), 8) },
+        -libc::EAGAIN
+    );
     assert_eq!(os_eventfd(0, -1), -libc::EINVAL);
 }
 
@@ -800,8 +1120,11 @@ fn shared_mapping_and_remap() {
     // SAFETY: the mapping is 8192 bytes, read-write, ours.
     unsafe { core::ptr::write_bytes(p.cast::<u8>(), 0x5a, 8192) };
     let mut back = [0u8; 4];
-    // SAFETY: `back` is writable.
-    assert_eq!(unsafe { os_pread_file(fd, back.as_mut_ptr().cast(), 4, 8188) }, 4);
+    assert_eq!(
+        // SAFETY: `back` is writable.
+        unsafe { os_pread_file(fd, back.as_mut_ptr().cast(), 4, 8188) },
+        4
+    );
     assert_eq!(back, [0x5a; 4], "writes through the mapping reach the file");
 
     f.set_len(3 * 8192).unwrap();
@@ -813,16 +1136,21 @@ fn shared_mapping_and_remap() {
         assert_eq!(*q.cast::<u8>(), 0x5a);
         *q.cast::<u8>().add(2 * 8192) = 0x77;
     }
-    // SAFETY: `back` is writable.
-    assert_eq!(unsafe { os_pread_file(fd, back.as_mut_ptr().cast(), 1, 2 * 8192) }, 1);
+    assert_eq!(
+        // SAFETY: `back` is writable.
+        unsafe { os_pread_file(fd, back.as_mut_ptr().cast(), 1, 2 * 8192) },
+        1
+    );
     assert_eq!(back[0], 0x77);
     // SAFETY: unmapping our own mapping.
     assert_eq!(unsafe { libc::munmap(q, 3 * 8192) }, 0);
 
     assert!(os_mmap_rw_shared(-1, 4096).is_null());
     assert!(os_mmap_rw_shared(fd, 0).is_null(), "zero length fails");
-    // SAFETY: an unaligned address fails without touching anything.
-    assert!(unsafe { os_mremap_rw_shared(1 as *mut c_void, 4096, 8192) }.is_null());
+    assert!(
+        // SAFETY: an unaligned address fails without touching anything.
+        unsafe { os_mremap_rw_shared(core::ptr::without_provenance_mut(1), 4096, 8192) }.is_null()
+    );
 }
 
 #[test]
@@ -831,7 +1159,13 @@ fn device_numbers() {
     assert_eq!((os_major(null), os_minor(null)), (1, 3));
     assert_eq!(os_makedev(1, 3), null);
     assert_eq!(os_makedev(259, 70000), libc::makedev(259, 70000));
-    assert_eq!((os_major(os_makedev(4095, 1 << 20)), os_minor(os_makedev(4095, 1 << 20))), (4095, 1 << 20));
+    assert_eq!(
+        (
+            os_major(os_makedev(4095, 1 << 20)),
+            os_minor(os_makedev(4095, 1 << 20))
+        ),
+        (4095, 1 << 20)
+    );
 }
 
 unsafe extern "C" {

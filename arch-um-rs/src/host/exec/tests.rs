@@ -48,7 +48,10 @@ impl OwnedArgv {
         let strings: Vec<CString> = args.iter().map(|a| CString::new(*a).unwrap()).collect();
         let mut ptrs: Vec<*const c_char> = strings.iter().map(|s| s.as_ptr()).collect();
         ptrs.push(core::ptr::null());
-        Self { _strings: strings, ptrs }
+        Self {
+            _strings: strings,
+            ptrs,
+        }
     }
 
     fn argv(&self) -> Argv<'_> {
@@ -97,7 +100,10 @@ impl Tree {
     fn path(&self, elems: &[&str]) -> CString {
         let parts: Vec<String> = elems
             .iter()
-            .map(|e| e.strip_prefix('=').map_or_else(|| self.dir(e), str::to_owned))
+            .map(|e| {
+                e.strip_prefix('=')
+                    .map_or_else(|| self.dir(e), str::to_owned)
+            })
             .collect();
         CString::new(parts.join(":")).unwrap()
     }
@@ -116,7 +122,10 @@ fn search(file: &CStr, path: Option<&CStr>) -> i32 {
 #[test]
 fn finds_program_in_a_later_directory() {
     let t = Tree::new();
-    assert_eq!(search(c"prog", Some(&t.path(&["empty", "=/nonexistent", "ok"]))), RAN);
+    assert_eq!(
+        search(c"prog", Some(&t.path(&["empty", "=/nonexistent", "ok"]))),
+        RAN
+    );
 }
 
 #[test]
@@ -129,8 +138,14 @@ fn stops_at_first_match() {
 #[test]
 fn eacces_wins_over_a_later_enoent() {
     let t = Tree::new();
-    assert_eq!(search(c"prog", Some(&t.path(&["noexec", "empty"]))), libc::EACCES);
-    assert_eq!(search(c"prog", Some(&t.path(&["empty", "noexec", "empty"]))), libc::EACCES);
+    assert_eq!(
+        search(c"prog", Some(&t.path(&["noexec", "empty"]))),
+        libc::EACCES
+    );
+    assert_eq!(
+        search(c"prog", Some(&t.path(&["empty", "noexec", "empty"]))),
+        libc::EACCES
+    );
 }
 
 #[test]
@@ -142,7 +157,10 @@ fn eacces_does_not_stop_the_search() {
 #[test]
 fn enoent_when_nothing_found() {
     let t = Tree::new();
-    assert_eq!(search(c"prog", Some(&t.path(&["empty", "=/nonexistent"]))), libc::ENOENT);
+    assert_eq!(
+        search(c"prog", Some(&t.path(&["empty", "=/nonexistent"]))),
+        libc::ENOENT
+    );
 }
 
 #[test]
@@ -151,8 +169,14 @@ fn enoexec_is_skipped_and_reported_only_if_last() {
     assert_eq!(search(c"prog", Some(&t.path(&["garbage", "ok"]))), RAN);
     assert_eq!(search(c"prog", Some(&t.path(&["garbage"]))), libc::ENOEXEC);
     // The last attempt's error is the answer, not the first one's.
-    assert_eq!(search(c"prog", Some(&t.path(&["garbage", "empty"]))), libc::ENOENT);
-    assert_eq!(search(c"prog", Some(&t.path(&["empty", "garbage"]))), libc::ENOEXEC);
+    assert_eq!(
+        search(c"prog", Some(&t.path(&["garbage", "empty"]))),
+        libc::ENOENT
+    );
+    assert_eq!(
+        search(c"prog", Some(&t.path(&["empty", "garbage"]))),
+        libc::ENOEXEC
+    );
 }
 
 #[test]
@@ -170,14 +194,23 @@ fn other_errors_end_the_search_at_once() {
     // A component longer than NAME_MAX: ENAMETOOLONG from the host, which
     // is not in the skip list, so `ok` is never tried.
     let long = format!("=/{}", "a".repeat(300));
-    assert_eq!(search(c"prog", Some(&t.path(&[&long, "ok"]))), libc::ENAMETOOLONG);
+    assert_eq!(
+        search(c"prog", Some(&t.path(&[&long, "ok"]))),
+        libc::ENAMETOOLONG
+    );
 }
 
 #[test]
 fn empty_elements_mean_the_current_directory() {
     let t = Tree::new();
     let ok = cstring(&t.root.path().join("ok"));
-    for path in [c"", c":", c"/nonexistent:", c":/nonexistent", c"/nonexistent::/nonexistent"] {
+    for path in [
+        c"",
+        c":",
+        c"/nonexistent:",
+        c":/nonexistent",
+        c"/nonexistent::/nonexistent",
+    ] {
         let argv = OwnedArgv::new(&["prog"]);
         let status = in_child(|| {
             // SAFETY: `ok` is a NUL-terminated directory name.
@@ -232,7 +265,10 @@ fn names_with_a_slash_are_not_searched() {
 #[test]
 fn empty_name_is_enoent_without_any_attempt() {
     let argv = OwnedArgv::new(&["x"]);
-    assert_eq!(execvp_in(&mut [], c"", argv.argv(), Some(c"/bin")), Errno::ENOENT);
+    assert_eq!(
+        execvp_in(&mut [], c"", argv.argv(), Some(c"/bin")),
+        Errno::ENOENT
+    );
 }
 
 #[test]
@@ -277,7 +313,15 @@ fn a_failed_search_in_process_returns_the_error() {
     let t = Tree::new();
     let argv = OwnedArgv::new(&["prog"]);
     let mut buf = [0u8; libc::PATH_MAX as usize];
-    assert_eq!(execvp_in(&mut buf, c"prog", argv.argv(), Some(&t.path(&["noexec", "empty"]))), Errno::EACCES);
+    assert_eq!(
+        execvp_in(
+            &mut buf,
+            c"prog",
+            argv.argv(),
+            Some(&t.path(&["noexec", "empty"]))
+        ),
+        Errno::EACCES
+    );
     // The last candidate was left in the buffer.
     let last = format!("{}/prog\0", t.dir("empty"));
     assert_eq!(&buf[..last.len()], last.as_bytes());

@@ -17,7 +17,11 @@ fn retry_eintr_retries_only_eintr() {
     let mut calls = 0;
     let r = retry_eintr(|| {
         calls += 1;
-        if calls < 3 { Err(Errno::EINTR) } else { Ok(calls) }
+        if calls < 3 {
+            Err(Errno::EINTR)
+        } else {
+            Ok(calls)
+        }
     });
     assert_eq!((r, calls), (Ok(3), 3));
     let mut calls = 0;
@@ -32,12 +36,19 @@ fn retry_eintr_retries_only_eintr() {
 fn file_kind_from_every_mode() {
     assert_eq!(FileKind::from_mode(libc::S_IFREG | 0o644), FileKind::File);
     assert_eq!(FileKind::from_mode(libc::S_IFDIR | 0o755), FileKind::Dir);
-    assert_eq!(FileKind::from_mode(libc::S_IFLNK | 0o777), FileKind::Symlink);
+    assert_eq!(
+        FileKind::from_mode(libc::S_IFLNK | 0o777),
+        FileKind::Symlink
+    );
     assert_eq!(FileKind::from_mode(libc::S_IFCHR), FileKind::CharDev);
     assert_eq!(FileKind::from_mode(libc::S_IFBLK), FileKind::BlockDev);
     assert_eq!(FileKind::from_mode(libc::S_IFIFO), FileKind::Fifo);
     assert_eq!(FileKind::from_mode(libc::S_IFSOCK), FileKind::Socket);
-    assert_eq!(FileKind::from_mode(0), FileKind::File, "unknown type is a file, as in C");
+    assert_eq!(
+        FileKind::from_mode(0),
+        FileKind::File,
+        "unknown type is a file, as in C"
+    );
 }
 
 #[test]
@@ -52,7 +63,10 @@ fn stat_matches_std_metadata() {
     let f = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(f.path(), b"0123456789").unwrap();
     let m = std::fs::metadata(f.path()).unwrap();
-    for st in [stat_path(&cpath(f.path())).unwrap(), stat_fd(f.as_file().as_raw_fd()).unwrap()] {
+    for st in [
+        stat_path(&cpath(f.path())).unwrap(),
+        stat_fd(f.as_file().as_raw_fd()).unwrap(),
+    ] {
         assert_eq!(st.st_ino, m.ino());
         assert_eq!(st.st_dev, m.dev());
         assert_eq!(st.st_size, 10);
@@ -72,7 +86,10 @@ fn may_access_maps_eacces_to_false() {
     assert_eq!(may_access(&cf, libc::R_OK), Ok(true));
     // Root needs at least one execute bit for X_OK: EACCES, so "no".
     assert_eq!(may_access(&cf, libc::X_OK), Ok(false));
-    assert_eq!(may_access(c"/nonexistent/x", libc::R_OK), Err(Errno::ENOENT));
+    assert_eq!(
+        may_access(c"/nonexistent/x", libc::R_OK),
+        Err(Errno::ENOENT)
+    );
 }
 
 #[test]
@@ -114,14 +131,20 @@ fn posix_lock_conflicts_with_an_ofd_lock() {
     let mut ofd: libc::flock = unsafe { core::mem::zeroed() };
     ofd.l_type = libc::F_WRLCK as libc::c_short;
     ofd.l_whence = libc::SEEK_SET as libc::c_short;
-    // SAFETY: F_OFD_SETLK reads one flock.
-    assert_eq!(unsafe { libc::fcntl(b.as_raw_fd(), libc::F_OFD_SETLK, &raw const ofd) }, 0);
+    assert_eq!(
+        // SAFETY: F_OFD_SETLK reads one flock.
+        unsafe { libc::fcntl(b.as_raw_fd(), libc::F_OFD_SETLK, &raw const ofd) },
+        0
+    );
     assert_eq!(lock_file(a.as_raw_fd(), true), Err(Errno::EAGAIN));
     assert_eq!(lock_file(a.as_raw_fd(), false), Err(Errno::EAGAIN));
     // Released: now ours succeeds, and blocks a new OFD write lock.
     ofd.l_type = libc::F_UNLCK as libc::c_short;
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::fcntl(b.as_raw_fd(), libc::F_OFD_SETLK, &raw const ofd) }, 0);
+    assert_eq!(
+        // SAFETY: as above.
+        unsafe { libc::fcntl(b.as_raw_fd(), libc::F_OFD_SETLK, &raw const ofd) },
+        0
+    );
     assert_eq!(lock_file(a.as_raw_fd(), true), Ok(()));
     ofd.l_type = libc::F_WRLCK as libc::c_short;
     // SAFETY: as above.
@@ -179,6 +202,9 @@ fn dev_numbers_use_glibc_encoding() {
     let dev = makedev(0x1234, 0x56789);
     assert_eq!((major(dev), minor(dev)), (0x1234, 0x56789));
     // glibc: minor bits 0-7 and 20-31..., major bits 8-19 and 32-43.
-    let expect = (0x56789u64 & 0xff) | ((0x1234 & 0xfff) << 8) | ((0x56789 & !0xff) << 12) | ((0x1234 & !0xfff) << 32);
+    let expect = (0x56789u64 & 0xff)
+        | ((0x1234 & 0xfff) << 8)
+        | ((0x56789 & !0xff) << 12)
+        | ((0x1234 & !0xfff) << 32);
     assert_eq!(dev, expect);
 }

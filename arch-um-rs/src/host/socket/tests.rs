@@ -50,7 +50,10 @@ fn descriptors_beyond_the_room_given_are_closed_not_leaked() {
     // Two copies of the write end travel; room is given for one, but the
     // control buffer (CMSG_SPACE rounds 4 up to 8) lets the host deliver
     // both.
-    assert_eq!(send_fds(s0.as_raw_fd(), b"hi", &[w.as_raw_fd(), w.as_raw_fd()]), Ok(2));
+    assert_eq!(
+        send_fds(s0.as_raw_fd(), b"hi", &[w.as_raw_fd(), w.as_raw_fd()]),
+        Ok(2)
+    );
     drop(w);
     let mut got = [-1; 1];
     let mut data = [0u8; 8];
@@ -76,13 +79,22 @@ fn zero_room_receives_data_and_no_descriptor() {
 #[test]
 fn limits_are_einval_before_any_io() {
     let [s0, s1] = pipe(false, false).unwrap();
-    assert_eq!(send_fds(s0.as_raw_fd(), b"x", &[0; SEND_MAX_FDS + 1]), Err(Errno::EINVAL));
-    assert_eq!(recv_fds(s1.as_raw_fd(), &mut [0; RECV_MAX_FDS + 1], &mut [0u8; 1]), Err(Errno::EINVAL));
+    assert_eq!(
+        send_fds(s0.as_raw_fd(), b"x", &[0; SEND_MAX_FDS + 1]),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        recv_fds(s1.as_raw_fd(), &mut [0; RECV_MAX_FDS + 1], &mut [0u8; 1]),
+        Err(Errno::EINVAL)
+    );
     // Nothing was sent by the failed call.
     assert_eq!(nonblocking_read(s1.as_raw_fd()), Err(Errno::EAGAIN));
 }
 
 #[test]
 fn bind_failure_closes_the_socket_and_reports_the_error() {
-    assert_eq!(bind_unix_dgram(c"/nonexistent/dir/sock", usize::MAX, true).unwrap_err(), Errno::ENOENT);
+    assert_eq!(
+        bind_unix_dgram(c"/nonexistent/dir/sock", usize::MAX, true).unwrap_err(),
+        Errno::ENOENT
+    );
 }
