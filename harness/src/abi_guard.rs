@@ -46,7 +46,9 @@ pub fn selftest(ctx: &Ctx) -> Result<()> {
             out.display()
         );
     }
-    crate::sys::with_lock(Path::new("/tmp/kbuild.lock"), "kernel build", || {
+    // The same lock as `uml-harness build --os rust`, which owns this tree.
+    let lock = ctx.cache.join("locks").join("build-rust.lock");
+    crate::sys::with_lock(&lock, "the rust kernel build", || {
         // Always restore the real guard, even when the broken one surprises us.
         let broken = make_guard(ctx, &out, true);
         let restored = make_guard(ctx, &out, false)?;
@@ -55,12 +57,22 @@ pub fn selftest(ctx: &Ctx) -> Result<()> {
         let caught = !broken_ok && broken_log.contains(EXPECTED_FAILURE);
         if caught {
             println!("ok 1 abi_guard_rejects_swapped_uml_stat_fields");
-            for line in broken_log.lines().filter(|l| l.contains("arch-um-rs ABI mismatch")) {
+            for line in broken_log
+                .lines()
+                .filter(|l| l.contains("arch-um-rs ABI mismatch"))
+            {
                 println!("# {}", line.trim());
             }
         } else {
             println!("not ok 1 abi_guard_rejects_swapped_uml_stat_fields");
-            for line in broken_log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev() {
+            for line in broken_log
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
                 println!("# {line}");
             }
         }
@@ -69,7 +81,14 @@ pub fn selftest(ctx: &Ctx) -> Result<()> {
             println!("ok 2 abi_guard_accepts_real_layout");
         } else {
             println!("not ok 2 abi_guard_accepts_real_layout");
-            for line in restored_log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev() {
+            for line in restored_log
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
                 println!("# {line}");
             }
         }

@@ -42,6 +42,9 @@ pub enum Command {
     Test(TestArgs),
     /// Run the benchmarks.
     Bench(BenchArgs),
+    /// The main job: setup, build both kernels, verify the link, run the guest
+    /// suite on the Rust kernel and print the benchmark table.
+    Demo(BenchArgs),
 }
 
 #[derive(Debug, Args)]

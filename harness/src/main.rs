@@ -44,8 +44,36 @@ fn real_main() -> Result<i32> {
             }
             bench::run(&ctx, &a)?
         }
+        Command::Demo(mut a) => {
+            if a.json.as_os_str().is_empty() {
+                a.json = ctx.cache.join("bench.json");
+            }
+            demo(&ctx, &a)?
+        }
     }
     Ok(0)
+}
+
+/// The README's main job, step by step, each step announced.
+fn demo(ctx: &Ctx, bench_args: &cli::BenchArgs) -> Result<()> {
+    println!("== setup");
+    setup::run(ctx, &cli::SetupArgs { check_only: false })?;
+    for os in ["c", "rust"] {
+        println!("== build --os {os}");
+        kbuild::build(ctx, os, None)?;
+    }
+    // verify-link, test and bench must see the tree the builds used.
+    println!("== verify-link --os rust");
+    verify_link::run(ctx, &cli::VerifyLinkArgs { os: "rust".into() })?;
+    println!("== test --os rust");
+    suite::run(
+        ctx,
+        &cli::TestArgs {
+            os: vec!["rust".into()],
+        },
+    )?;
+    println!("== bench");
+    bench::run(ctx, bench_args)
 }
 
 fn main() -> ExitCode {
