@@ -3,6 +3,7 @@
 #
 # The whole test suite: unit tests, then the real kernels.
 #   1. cargo test for the workspace (the os layer's safe core, the harness)
+#      and for the in-guest program
 #   2. setup: host packages, kernel source, patch series
 #   3. build the C-layer and the Rust-layer kernels from the same tree
 #   4. verify-link: every symbol of a migrated file comes from Rust, once
@@ -16,6 +17,7 @@ harness() { ./target/release/uml-harness "$@"; }
 
 echo "== cargo test"
 cargo test --workspace --locked
+cargo test --locked --manifest-path tests/guest/Cargo.toml
 cargo build --release --locked -p uml-harness
 
 echo "== setup"

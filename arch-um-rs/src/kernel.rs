@@ -92,7 +92,38 @@ mod sys {
         pub fn panic(fmt: *const c_char, ...) -> !;
         pub fn malloc(size: usize) -> *mut core::ffi::c_void;
         pub fn free(ptr: *mut core::ffi::c_void);
+        /// `initial_thread_cb` (kern_util.h): runs `proc_(arg)` on UML's
+        /// initial thread, with kmalloc disabled, and returns once it has.
+        pub fn initial_thread_cb(
+            proc_: unsafe extern "C" fn(*mut core::ffi::c_void),
+            arg: *mut core::ffi::c_void,
+        );
     }
+}
+
+/// Runs `f` on UML's initial thread with kmalloc disabled (in place outside
+/// the kernel), for host library calls such as grantpt that must run there.
+pub fn on_initial_thread(f: &mut dyn FnMut()) {
+    #[cfg(feature = "kernel")]
+    {
+        use core::ffi::c_void;
+
+        /// # Safety
+        ///
+        /// `arg` points to a live `&mut dyn FnMut()`.
+        unsafe extern "C" fn trampoline(arg: *mut c_void) {
+            // SAFETY: `arg` is the `&mut dyn FnMut()` passed below, live until initial_thread_cb returns.
+            let f = unsafe { &mut *arg.cast::<&mut dyn FnMut()>() };
+            f();
+        }
+        let mut f = f;
+        // initial_thread_cb calls `trampoline(arg)` once and returns after it; its setjmp/longjmp
+        // stay in its own C frames, after the trampoline has returned normally.
+        // SAFETY: no Rust frame is jumped over or returned into twice; `f` outlives the call.
+        unsafe { sys::initial_thread_cb(trampoline, (&raw mut f).cast()) };
+    }
+    #[cfg(not(feature = "kernel"))]
+    f();
 }
 
 /// Logs one line at `level`: `printk` in the kernel, stderr elsewhere.
@@ -100,8 +131,7 @@ pub fn log(level: Level, msg: &str) {
     #[cfg(feature = "kernel")]
     {
         let len = msg.len().min(i32::MAX as usize) as core::ffi::c_int;
-        // SAFETY: the format consumes exactly the arguments passed: a
-        // NUL-terminated prefix, a length and a pointer to that many bytes.
+        // SAFETY: the format takes exactly these: a NUL-terminated prefix, a length, that many bytes.
         unsafe {
             sys::_printk(
                 c"%.2s%.*s\n".as_ptr(),
@@ -149,8 +179,7 @@ pub fn fatal(msg: &str) -> ! {
     #[cfg(feature = "kernel")]
     {
         let len = msg.len().min(i32::MAX as usize) as core::ffi::c_int;
-        // SAFETY: "%.*s" consumes an int length and a pointer to that many
-        // bytes; panic() never returns.
+        // SAFETY: "%.*s" takes an int length and a pointer to that many bytes; panic() never returns.
         unsafe { sys::panic(c"%.*s".as_ptr(), len, msg.as_ptr()) }
     }
     #[cfg(not(feature = "kernel"))]
@@ -259,8 +288,7 @@ mod allocator {
     unsafe impl GlobalAlloc for KernelMalloc {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             if layout.align() <= MALLOC_ALIGN {
-                // SAFETY: plain malloc of a non-zero size (GlobalAlloc
-                // callers never ask for zero bytes).
+                // SAFETY: plain malloc of a non-zero size (GlobalAlloc callers never ask for zero bytes).
                 return unsafe { super::sys::malloc(layout.size()) }.cast();
             }
             let Some(total) = layout.size().checked_add(layout.align() + HEADER) else {
@@ -273,10 +301,9 @@ mod allocator {
             }
             let start = raw as usize + HEADER;
             let aligned = (start + layout.align() - 1) & !(layout.align() - 1);
-            // SAFETY: `aligned - HEADER >= raw` and `aligned + size <= raw +
-            // total`, so both the header slot and the block are inside the
-            // allocation; the header slot is pointer-aligned because
-            // `aligned` is aligned to more than 8.
+            // `aligned - HEADER >= raw` and `aligned + size <= raw + total`; `aligned` is aligned to
+            // more than 8, so the header slot below it is pointer-aligned.
+            // SAFETY: the header slot and the block both lie inside the allocation.
             unsafe { *((aligned - HEADER) as *mut *mut u8) = raw };
             aligned as *mut u8
         }
@@ -294,14 +321,12 @@ mod allocator {
         }
 
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            // SAFETY: the caller guarantees `new_size` is valid for the
-            // alignment; see GlobalAlloc::realloc.
+            // SAFETY: GlobalAlloc::realloc's caller guarantees `new_size` is valid for this alignment.
             let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
             // SAFETY: forwarded to our own alloc.
             let new = unsafe { self.alloc(new_layout) };
             if !new.is_null() {
-                // SAFETY: both blocks are live and at least min(old, new)
-                // bytes long, and distinct allocations never overlap.
+                // SAFETY: both blocks are live, at least min(old, new) bytes, and distinct (no overlap).
                 unsafe { core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
                 // SAFETY: `ptr` was allocated by us with `layout`.
                 unsafe { self.dealloc(ptr, layout) };

@@ -37,6 +37,13 @@ fn make_guard(ctx: &Ctx, out: &Path, selftest: bool) -> Result<(bool, String)> {
     Ok((output.status.success(), text))
 }
 
+/// Prints `text` as KTAP diagnostic lines.
+fn print_diagnostics(text: &str) {
+    for line in text.lines() {
+        println!("# {line}");
+    }
+}
+
 /// Runs the self-test; prints KTAP-style lines and fails on any surprise.
 pub fn selftest(ctx: &Ctx) -> Result<()> {
     let out = ctx.build_dir("rust");
@@ -65,32 +72,14 @@ pub fn selftest(ctx: &Ctx) -> Result<()> {
             }
         } else {
             println!("not ok 1 abi_guard_rejects_swapped_uml_stat_fields");
-            for line in broken_log
-                .lines()
-                .rev()
-                .take(20)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-            {
-                println!("# {line}");
-            }
+            print_diagnostics(&crate::boot::tail(&broken_log, 20));
         }
         let (restored_ok, restored_log) = restored;
         if restored_ok {
             println!("ok 2 abi_guard_accepts_real_layout");
         } else {
             println!("not ok 2 abi_guard_accepts_real_layout");
-            for line in restored_log
-                .lines()
-                .rev()
-                .take(20)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-            {
-                println!("# {line}");
-            }
+            print_diagnostics(&crate::boot::tail(&restored_log, 20));
         }
         if !caught {
             bail!("the ABI guard did not reject a Rust layout with uid and gid swapped");

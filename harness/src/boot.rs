@@ -359,9 +359,9 @@ impl Guest {
             .stdout(Stdio::from(out_w.try_clone().context("dup")?))
             .stderr(Stdio::from(out_w))
             .process_group(0);
-        // SAFETY: the closure runs in the forked child before exec and only makes two
-        // system calls (sched_setaffinity, setrlimit) through nix wrappers that neither
-        // allocate nor take locks; `cpuset` is a plain bitmask copied into the closure.
+        // It makes two system calls (sched_setaffinity, setrlimit) through nix wrappers that
+        // neither allocate nor lock; `cpuset` is a plain bitmask copied into the closure.
+        // SAFETY: the closure runs in the forked child before exec and is async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {
                 if let Some(set) = &cpuset {
@@ -404,11 +404,6 @@ impl Guest {
             status: None,
             cleaned: false,
         })
-    }
-
-    #[allow(dead_code)] // API for suite.rs and bench.rs
-    pub fn umid(&self) -> &str {
-        &self.umid
     }
 
     /// `<uml_dir>/<umid>`: the umid directory (pid file, mconsole socket).

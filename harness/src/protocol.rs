@@ -14,7 +14,7 @@ use anyhow::{Result, bail};
 pub const CMD_PARAM: &str = "harness.cmd";
 /// Printed by `/init` right before it runs the payload.
 pub const START_MARKER: &str = "@@HARNESS-START@@";
-const EXIT_PREFIX: &str = "@@HARNESS-EXIT ";
+pub const EXIT_PREFIX: &str = "@@HARNESS-EXIT ";
 const EXIT_SUFFIX: &str = "@@";
 /// Start of the line the kernel prints when it panics.
 pub const PANIC_NEEDLE: &str = "Kernel panic";
@@ -38,8 +38,8 @@ pub fn encode_cmd(argv: &[String]) -> Result<String> {
     Ok(format!("{CMD_PARAM}={}", words.join(",")))
 }
 
-/// Inverse of [`encode_cmd`] (what `/init` does in shell), for tests and tools.
-#[cfg_attr(not(test), allow(dead_code))]
+/// Inverse of [`encode_cmd`] (what `/init` does in shell), for tests.
+#[cfg(test)]
 pub fn decode_cmd(param: &str) -> Result<Vec<String>> {
     let Some(value) = param
         .strip_prefix(CMD_PARAM)
@@ -66,7 +66,7 @@ pub fn decode_cmd(param: &str) -> Result<Vec<String>> {
 }
 
 /// The exit marker line for `status`.
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg(test)]
 pub fn exit_marker(status: i32) -> String {
     format!("{EXIT_PREFIX}{status}{EXIT_SUFFIX}")
 }

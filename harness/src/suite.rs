@@ -36,102 +36,30 @@ use crate::boot::{self, BootSpec, Guest};
 use crate::cli::TestArgs;
 use crate::paths::Ctx;
 
-/// Byte patterns shared with the guest: a copy of
-/// `tests/guest/src/pattern.rs` (SplitMix64 in counter form, little-endian
-/// words). Both copies pin the same test vectors.
-pub mod pattern {
-    const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+// The guest's byte patterns and storage protocol, compiled from the guest's
+// own sources so that both sides share one definition.
+#[path = "../../tests/guest/src/pattern.rs"]
+#[allow(dead_code)] // the guest's checksum helper is not needed here
+mod pattern;
 
-    /// Word `k` of the stream for `seed`.
-    pub fn word(seed: u64, k: u64) -> u64 {
-        let mut z = seed.wrapping_add(GOLDEN.wrapping_mul(k.wrapping_add(1)));
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Fills `buf` with the stream for `seed` from stream offset `offset`.
-    pub fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
-        for (i, b) in buf.iter_mut().enumerate() {
-            let pos = offset + i as u64;
-            *b = word(seed, pos / 8).to_le_bytes()[(pos % 8) as usize];
-        }
-    }
-
-    /// `len` bytes of the stream for `seed` from offset 0.
-    pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
-        let mut v = Vec::with_capacity(len + 8);
-        for k in 0..len.div_ceil(8) as u64 {
-            v.extend_from_slice(&word(seed, k).to_le_bytes());
-        }
-        v.truncate(len);
-        v
-    }
-
-    /// Index of the first byte of `buf` that differs from the stream.
-    pub fn first_mismatch(seed: u64, offset: u64, buf: &[u8]) -> Option<usize> {
-        let mut expect = vec![0u8; 4096];
-        let mut done = 0;
-        while done < buf.len() {
-            let n = (buf.len() - done).min(expect.len());
-            fill(seed, offset + done as u64, &mut expect[..n]);
-            if let Some(i) = buf[done..done + n]
-                .iter()
-                .zip(&expect[..n])
-                .position(|(a, b)| a != b)
-            {
-                return Some(done + i);
-            }
-            done += n;
-        }
-        None
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        /// The same vectors are pinned in tests/guest/src/pattern.rs.
-        #[test]
-        fn vectors() {
-            assert_eq!(word(0, 0), 0xE220_A839_7B1D_CDAF);
-            assert_eq!(word(0, 1), 0x6E78_9E6A_A1B9_65F4);
-            let mut b = [0u8; 3];
-            fill(0, 7, &mut b);
-            assert_eq!(b, [0xE2, 0xF4, 0x65]);
-        }
-
-        #[test]
-        fn bytes_fill_and_mismatch_agree() {
-            let mut v = bytes(42, 10_000);
-            let mut w = vec![0u8; 9_000];
-            fill(42, 1_000, &mut w);
-            assert_eq!(&v[1_000..], &w[..]);
-            assert_eq!(first_mismatch(42, 0, &v), None);
-            v[5_000] ^= 0x80;
-            assert_eq!(first_mismatch(42, 0, &v), Some(5_000));
-        }
-    }
+/// `len` bytes of the pattern stream for `seed` from offset 0.
+fn pattern_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    pattern::fill(seed, 0, &mut v);
+    v
 }
 
-/// The protocol with the guest; mirrors `tests/guest/src/cases/storage.rs`.
+#[path = "../../tests/guest/src/protocol.rs"]
+mod guest_protocol;
+
+/// The protocol with the guest: the shared constants, plus the harness's own.
 mod proto {
+    pub use super::guest_protocol::*;
+
     /// Path of the guest program in the initramfs.
     pub const GUEST: &str = "/usr/bin/uml-guest";
-    pub const HOSTFS_LEN: usize = (256 << 10) + 123;
-    pub const HOST_TO_GUEST: &str = "host-to-guest.bin";
-    pub const GUEST_TO_HOST: &str = "guest-to-host.bin";
-    pub const GUEST_NOTE_FILE: &str = "guest-note.txt";
-    pub const GUEST_NOTE: &str = "written by uml-guest inside the UML guest\n";
-    pub const UBD_GUEST_OFFSET: u64 = 0;
-    pub const UBD_GUEST_LEN: usize = 4 << 20;
-    pub const UBD_HOST_OFFSET: u64 = 32 << 20;
-    pub const UBD_HOST_LEN: usize = 1 << 20;
-    pub const READY_MARKER: &str = "@@READY-FOR-HOST-CHECKS";
     /// Name of the go-file in the hostfs directory.
     pub const GO_FILE: &str = "go";
-    /// Start of the exit marker `/init` prints (crate::protocol).
-    pub const EXIT_MARKER_PREFIX: &str = "@@HARNESS-EXIT ";
 }
 
 /// Size of the ubd image.
@@ -331,13 +259,13 @@ fn prepare(dir: &Path, seeds: Seeds) -> Result<HostFiles> {
     let hostfs = dir.join("hostfs");
     fs::create_dir(&hostfs).with_context(|| format!("mkdir {}", hostfs.display()))?;
     let p = hostfs.join(proto::HOST_TO_GUEST);
-    fs::write(&p, pattern::bytes(seeds.hostfs, proto::HOSTFS_LEN))
+    fs::write(&p, pattern_bytes(seeds.hostfs, proto::HOSTFS_LEN))
         .with_context(|| format!("writing {}", p.display()))?;
     let image = dir.join("ubda.img");
     let mut f = File::create(&image).with_context(|| format!("creating {}", image.display()))?;
     f.set_len(IMAGE_SIZE).context("sizing the ubd image")?;
     f.seek(SeekFrom::Start(proto::UBD_HOST_OFFSET))?;
-    f.write_all(&pattern::bytes(seeds.ubd_host, proto::UBD_HOST_LEN))
+    f.write_all(&pattern_bytes(seeds.ubd_host, proto::UBD_HOST_LEN))
         .context("writing the host pattern into the ubd image")?;
     f.sync_all()?;
     Ok(HostFiles { hostfs, image })
@@ -680,7 +608,7 @@ fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
     let umid_dir = guest.umid_dir();
     let left = BOOT_TIMEOUT.saturating_sub(booted.elapsed());
     let exited = guest
-        .wait_for_console(proto::EXIT_MARKER_PREFIX, left)
+        .wait_for_console(crate::protocol::EXIT_PREFIX, left)
         .and_then(|()| wait_kernel_exit(guest.pid(), Duration::from_secs(20)));
     host.check(
         "host_umid_dir_removed",
@@ -847,6 +775,17 @@ ok 3 hostfs # SKIP no --hostfs-dir given
     }
 
     #[test]
+    fn pattern_bytes_fill_and_mismatch_agree() {
+        let mut v = pattern_bytes(42, 10_000);
+        let mut w = vec![0u8; 9_000];
+        pattern::fill(42, 1_000, &mut w);
+        assert_eq!(&v[1_000..], &w[..]);
+        assert_eq!(pattern::first_mismatch(42, 0, &v), None);
+        v[5_000] ^= 0x80;
+        assert_eq!(pattern::first_mismatch(42, 0, &v), Some(5_000));
+    }
+
+    #[test]
     fn prepare_and_verify_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let seeds = Seeds::fresh();
@@ -856,11 +795,11 @@ ok 3 hostfs # SKIP no --hostfs-dir given
         assert!(verify_hostfs(&f.hostfs, seeds).is_err());
         // Do what the guest does.
         let mut img = OpenOptions::new().write(true).open(&f.image).unwrap();
-        img.write_all(&pattern::bytes(seeds.ubd, proto::UBD_GUEST_LEN))
+        img.write_all(&pattern_bytes(seeds.ubd, proto::UBD_GUEST_LEN))
             .unwrap();
         fs::write(
             f.hostfs.join(proto::GUEST_TO_HOST),
-            pattern::bytes(seeds.hostfs.wrapping_add(1), proto::HOSTFS_LEN),
+            pattern_bytes(seeds.hostfs.wrapping_add(1), proto::HOSTFS_LEN),
         )
         .unwrap();
         fs::write(f.hostfs.join(proto::GUEST_NOTE_FILE), proto::GUEST_NOTE).unwrap();

@@ -36,8 +36,7 @@ pub unsafe extern "C" fn execvp_noalloc(
     };
     // SAFETY: the caller guarantees a NULL-terminated argv for this call.
     let argv = unsafe { Argv::from_ptr(argv.cast()) };
-    // SAFETY: getenv returns NULL or a pointer into the environment, which
-    // nothing changes while this runs (UML's helpers are single-threaded).
+    // SAFETY: getenv's result is NULL or points into the environment, unchanged while helpers run.
     let path = unsafe { libc::getenv(c"PATH".as_ptr()) };
     // SAFETY: non-NULL, so a NUL-terminated environment value.
     let path = (!path.is_null()).then(|| unsafe { CStr::from_ptr(path) });

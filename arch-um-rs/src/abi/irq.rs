@@ -43,8 +43,7 @@ fn epoll_fd() -> c_int {
 /// Slot `index` of the event buffer, copied out (None if out of range).
 fn event(index: c_int) -> Option<libc::epoll_event> {
     let index = usize::try_from(index).ok()?;
-    // SAFETY: see the module documentation: no write to EVENTS can be in
-    // progress while the IRQ code reads the slots back.
+    // SAFETY: per the module docs, no write to EVENTS is in progress while the IRQ code reads it.
     unsafe { (*EVENTS.as_ptr()).get(index).copied() }
 }
 
@@ -81,8 +80,7 @@ pub extern "C" fn os_setup_epoll() -> c_int {
 #[cfg_attr(feature = "os-irq", unsafe(no_mangle))]
 pub extern "C" fn os_waiting_for_events_epoll() -> c_int {
     let epfd = epoll_fd();
-    // SAFETY: see the module documentation: the IRQ path is the only writer
-    // and is not re-entered while it runs.
+    // SAFETY: per the module docs, the IRQ path is the only writer and is never re-entered.
     let result = unsafe { EVENTS.with(|events| epoll::wait(epfd, events, 0)) };
     match result {
         Ok(n) => n as c_int,
@@ -165,8 +163,7 @@ pub extern "C" fn os_set_ioignore() {
 /// Closes the epoll fd (so a reboot does not leak it).
 #[cfg_attr(feature = "os-irq", unsafe(no_mangle))]
 pub extern "C" fn os_close_epoll_fd() {
-    // SAFETY: closing the fd this module created; errors are ignored like
-    // os_close_file does.
+    // SAFETY: closing the fd this module created; errors are ignored like os_close_file does.
     unsafe { libc::close(epoll_fd()) };
 }
 
@@ -241,8 +238,7 @@ mod tests {
     fn set_ioignore_ignores_sigio() {
         let status = crate::host::util::test_support::run_forked(|| {
             os_set_ioignore();
-            // SAFETY: reading the disposition into a valid sigaction, then
-            // leaving the forked child.
+            // SAFETY: reads the disposition into a valid sigaction, then leaves the forked child.
             unsafe {
                 let mut old: libc::sigaction = core::mem::zeroed();
                 libc::sigaction(libc::SIGIO, core::ptr::null(), &mut old);

@@ -19,8 +19,7 @@ static STATE: HostCell<UmidState> = HostCell::new(UmidState::new());
 
 /// Runs `f` on the global umid state.
 fn with_state<R>(f: impl FnOnce(&mut UmidState) -> R) -> R {
-    // SAFETY: see the module documentation: single host thread, no
-    // signal-handler access, and `f` never re-enters `with_state`.
+    // SAFETY: per the module docs: one host thread, no signal-handler access, no re-entry.
     unsafe { STATE.with(f) }
 }
 
@@ -33,8 +32,7 @@ fn warn(args: core::fmt::Arguments<'_>) {
 }
 
 fn home() -> Option<&'static [u8]> {
-    // SAFETY: getenv returns null or a NUL-terminated string in the
-    // environment, which nothing modifies while UML boots.
+    // SAFETY: getenv's result is NULL or a C string in the environment, unchanged during boot.
     unsafe {
         let p = libc::getenv(c"HOME".as_ptr());
         (!p.is_null()).then(|| c_bytes(p))

@@ -50,8 +50,8 @@ pub unsafe extern "C" fn setup_machinename(machine_out: *mut c_char) {
     let name = core_util::uml_machine_name(core_util::uts_field(&host.machine));
     // A utsname field holds at most 64 bytes and a NUL, like the kernel's.
     let len = name.len().min(host.machine.len() - 1);
-    // SAFETY: the caller's buffer holds a utsname field, at least `len + 1`
-    // bytes; `name` is a separate (host or static) buffer.
+    // `name` is a separate (host or static) buffer.
+    // SAFETY: the caller's buffer holds a utsname field, at least `len + 1` bytes.
     unsafe {
         core::ptr::copy_nonoverlapping(name.as_ptr(), machine_out.cast::<u8>(), len);
         *machine_out.add(len) = 0;
@@ -87,8 +87,8 @@ pub unsafe extern "C" fn setup_hostinfo(buf: *mut c_char, len: c_int) {
 /// `buf` is valid for `len` bytes of writes.
 #[cfg_attr(feature = "os-util", unsafe(no_mangle))]
 pub unsafe extern "C" fn os_getrandom(buf: *mut c_void, len: usize, flags: c_uint) -> isize {
-    // SAFETY: the caller's buffer contract is the same.
-    unsafe { core_util::getrandom_raw(buf, len, flags) }
+    // SAFETY: the caller guarantees `buf` is writable for `len` bytes.
+    unsafe { libc::getrandom(buf, len, flags) }
 }
 
 /// UML helper threads must not handle SIGWINCH, SIGINT or SIGTERM.
@@ -102,8 +102,8 @@ fn kill_ptraced(pid: c_int) {
     unsafe extern "C" {
         fn os_kill_ptraced_process(pid: c_int, reap_child: c_int);
     }
-    // SAFETY: plain call into the os layer with a pid from waitpid; no reap
-    // (there is nothing sensible to do if reaping fails on the way down).
+    // No reap: there is nothing sensible to do if reaping fails on the way down.
+    // SAFETY: a plain call into the os layer with a pid that waitpid returned.
     unsafe { os_kill_ptraced_process(pid, 0) };
 }
 
@@ -127,8 +127,7 @@ pub extern "C" fn os_dump_core() -> ! {
 /// `s` points to at least `n` readable bytes or a NUL-terminated string.
 #[cfg_attr(feature = "os-util", unsafe(no_mangle))]
 pub unsafe extern "C" fn um_early_printk(s: *const c_char, n: c_uint) {
-    // SAFETY: "%.*s" consumes an int precision and a string read up to `n`
-    // bytes or its NUL, which the caller guarantees is readable.
+    // SAFETY: "%.*s" reads at most `n` bytes of `s` (or to its NUL), readable per the caller.
     unsafe { libc::printf(c"%.*s".as_ptr(), n as c_int, s) };
 }
 
@@ -220,8 +219,7 @@ mod tests {
         assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
         let [rd, wr] = fds;
         let status = run_forked(|| {
-            // SAFETY: in the child: stdout becomes the pipe, then the prefix
-            // is printed and flushed through C stdio.
+            // SAFETY: in the forked child: stdout becomes the pipe, then C stdio prints and flushes.
             unsafe {
                 libc::dup2(wr, 1);
                 um_early_printk(c"hello world".as_ptr(), 5);

@@ -42,8 +42,7 @@ impl Argv<'_> {
 /// [execv(3)](https://man7.org/linux/man-pages/man3/execv.3.html): only
 /// returns, with the host's error, on failure.
 pub fn execv(path: &CStr, argv: Argv<'_>) -> Errno {
-    // SAFETY: `path` is NUL-terminated and `argv` is a NULL-terminated
-    // array of C strings (Argv's invariant).
+    // SAFETY: `path` is NUL-terminated; `argv` is a NULL-terminated C-string array (Argv invariant).
     unsafe { libc::execv(path.as_ptr(), argv.ptr) };
     Errno::last()
 }

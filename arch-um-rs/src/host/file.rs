@@ -41,8 +41,7 @@ pub fn retry_eintr<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
 
 /// Takes ownership of a descriptor the host just returned.
 pub(crate) fn owned(fd: RawFd) -> OwnedFd {
-    // SAFETY: only called on a descriptor a successful system call has just
-    // created; nothing else knows it yet, so we are its only owner.
+    // SAFETY: `fd` was just created by a successful system call, so we are its only owner.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
@@ -82,8 +81,7 @@ pub fn stat_fd(fd: RawFd) -> Result<libc::stat64> {
 pub fn stat_path(path: &CStr) -> Result<libc::stat64> {
     let mut st = MaybeUninit::<libc::stat64>::uninit();
     retry_eintr(|| {
-        // SAFETY: `path` is NUL-terminated and `st` is valid for writes of
-        // one `stat64`.
+        // SAFETY: `path` is NUL-terminated and `st` is valid for writes of one `stat64`.
         Errno::result(unsafe { libc::stat64(path.as_ptr(), st.as_mut_ptr()) })
     })?;
     // SAFETY: stat64 succeeded, so it filled `st`.
@@ -193,8 +191,7 @@ pub fn set_slip(fd: RawFd) -> Result<()> {
 /// separate `fcntl(F_SETFD)` after the open (as the C layer does, not with
 /// `O_CLOEXEC`); if that fails the file is closed and the error returned.
 pub fn open(path: &CStr, oflag: c_int, mode: c_int, cloexec: bool) -> Result<OwnedFd> {
-    // SAFETY: `path` is NUL-terminated; the mode is passed as the variadic
-    // int that open expects.
+    // SAFETY: `path` is NUL-terminated; the mode is passed as the variadic int that open expects.
     let fd = owned(Errno::result(unsafe {
         libc::open64(path.as_ptr(), oflag, mode)
     })?);
@@ -243,8 +240,7 @@ pub fn fdatasync(fd: RawFd) -> Result<()> {
 /// offset, read as unsigned, equals `offset`; otherwise the error is
 /// whatever errno holds.
 pub fn seek_set(fd: RawFd, offset: u64) -> Result<()> {
-    // SAFETY: no memory arguments; the offset is reinterpreted as off64_t
-    // like the C conversion does.
+    // SAFETY: no memory arguments; the offset is reinterpreted as off64_t, as the C does.
     let actual = unsafe { libc::lseek64(fd, offset as libc::off64_t, libc::SEEK_SET) };
     if actual as u64 != offset {
         return Err(Errno::last());
@@ -337,17 +333,22 @@ pub fn chmod_fd(fd: RawFd, mode: c_int) -> Result<()> {
 // ---------------------------------------------------------------------------
 // size and modification time
 
-/// The size in bytes of the file at `path`; for a block device, the size
-/// of the device (`BLKGETSIZE` sectors times 512). Failures are logged.
-pub fn file_size(path: &CStr) -> Result<u64> {
-    let st = stat_path(path).inspect_err(|&e| {
+/// [`stat_path`], logging a failure the way the C layer does.
+fn stat_path_logged(path: &CStr) -> Result<libc::stat64> {
+    stat_path(path).inspect_err(|&e| {
         crate::klog!(
             Level::Err,
             "Couldn't stat \"{}\" : err = {}",
             CStrDisplay(path),
             e as c_int
         );
-    })?;
+    })
+}
+
+/// The size in bytes of the file at `path`; for a block device, the size
+/// of the device (`BLKGETSIZE` sectors times 512). Failures are logged.
+pub fn file_size(path: &CStr) -> Result<u64> {
+    let st = stat_path_logged(path)?;
     if FileKind::from_mode(st.st_mode) != FileKind::BlockDev {
         return Ok(st.st_size as u64);
     }
@@ -380,14 +381,7 @@ pub fn file_size(path: &CStr) -> Result<u64> {
 /// The modification time (seconds since the epoch) of the file at `path`.
 /// Failures are logged.
 pub fn modtime(path: &CStr) -> Result<i64> {
-    let st = stat_path(path).inspect_err(|&e| {
-        crate::klog!(
-            Level::Err,
-            "Couldn't stat \"{}\" : err = {}",
-            CStrDisplay(path),
-            e as c_int
-        );
-    })?;
+    let st = stat_path_logged(path)?;
     Ok(st.st_mtime)
 }
 
@@ -519,8 +513,7 @@ pub const fn makedev(major: u32, minor: u32) -> u64 {
 // fallocate
 
 fn fallocate(fd: RawFd, mode: c_int, offset: u64, len: i64) -> Result<()> {
-    // SAFETY: no memory arguments; the offset is reinterpreted as off64_t
-    // like the C conversion does.
+    // SAFETY: no memory arguments; the offset is reinterpreted as off64_t, as the C does.
     Errno::result(unsafe { libc::fallocate64(fd, mode, offset as libc::off64_t, len) }).map(drop)
 }
 
@@ -590,8 +583,7 @@ pub fn poll_in(fds: &[RawFd]) -> Result<usize> {
 /// Maps `size` bytes of `fd` read-write and shared, at an address the host
 /// chooses. `None` on failure (the C API reports no errno).
 pub fn mmap_rw_shared(fd: RawFd, size: usize) -> Option<NonNull<c_void>> {
-    // SAFETY: without MAP_FIXED the host picks an unused range, so no
-    // existing memory is affected.
+    // SAFETY: without MAP_FIXED the host picks an unused range, so no existing memory is affected.
     let p = unsafe {
         libc::mmap64(
             core::ptr::null_mut(),
@@ -641,8 +633,7 @@ unsafe extern "C" {
 
 /// `fflush(stdout)` of the C library's stdio (not Rust's `std::io::stdout`).
 pub fn flush_stdout() {
-    // SAFETY: `stdout` is initialised by the C library before any of our
-    // code runs; reading the pointer and flushing it is what C does.
+    // SAFETY: libc initialises `stdout` before our code runs; flushing it is what the C does.
     unsafe { libc::fflush(stdout) };
 }
 

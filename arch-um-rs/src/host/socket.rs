@@ -164,27 +164,35 @@ pub unsafe fn send_fds_raw(
         iov_base: data.cast_mut(),
         iov_len: len,
     };
-    // SAFETY: msghdr is plain old data; all-zero is a valid (empty) value.
-    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
-    msg.msg_iov = &raw mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.0.as_mut_ptr().cast();
-    msg.msg_controllen = fds_space(fds.len()) as _;
-    // SAFETY: msg_control points at a buffer of at least msg_controllen
-    // (>= CMSG_SPACE(0)) bytes, so the first header is inside it.
+    let msg = one_iov_msghdr(&mut iov, &mut control, fds_space(fds.len()));
+    // SAFETY: msg_control holds at least CMSG_SPACE(0) bytes, so the first header is inside it.
     let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    // SAFETY: `cmsg` points at a suitably aligned header inside `control`,
-    // followed by room for `fds_size` payload bytes (msg_controllen is
-    // CMSG_SPACE(fds_size)); `fds` does not overlap the local buffer.
+    // msg_controllen is CMSG_SPACE(fds_size); `fds` does not overlap the local buffer.
+    // SAFETY: `cmsg` is an aligned header in `control` with room for `fds_size` payload bytes.
     unsafe {
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
         (*cmsg).cmsg_len = cmsg_len(fds_size) as _;
         core::ptr::copy_nonoverlapping(fds.as_ptr().cast::<u8>(), libc::CMSG_DATA(cmsg), fds_size);
     }
-    // SAFETY: `msg` and everything it points to are live for the call;
-    // `data` is the caller's.
+    // SAFETY: `msg` and everything it points to are live for the call; `data` is the caller's.
     Errno::result(unsafe { libc::sendmsg(fd, &msg, 0) }).map(|n| n as usize)
+}
+
+/// A `msghdr` for one data buffer and `controllen` bytes of `control`. The
+/// result points into `iov` and `control`, which must outlive its use.
+fn one_iov_msghdr<const N: usize>(
+    iov: &mut libc::iovec,
+    control: &mut ControlBuf<N>,
+    controllen: usize,
+) -> libc::msghdr {
+    // SAFETY: msghdr is plain old data; all-zero is a valid (empty) value.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = controllen as _;
+    msg
 }
 
 /// [`send_fds_raw`] of the bytes of `data`.
@@ -222,14 +230,8 @@ pub unsafe fn recv_fds_raw(
         iov_base: data,
         iov_len: len,
     };
-    // SAFETY: msghdr is plain old data; all-zero is a valid (empty) value.
-    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
-    msg.msg_iov = &raw mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.0.as_mut_ptr().cast();
-    msg.msg_controllen = fds_space(fds.len()) as _;
-    // SAFETY: `msg` and the buffers it points to are live and writable for
-    // their stated lengths (`data` by the caller's guarantee).
+    let mut msg = one_iov_msghdr(&mut iov, &mut control, fds_space(fds.len()));
+    // SAFETY: `msg` and its buffers are live and writable for their lengths (`data` per the caller).
     let n = Errno::result(unsafe { libc::recvmsg(fd, &mut msg, 0) })? as usize;
     // SAFETY: recvmsg set msg_controllen to what it wrote into `control`.
     let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
@@ -242,8 +244,8 @@ pub unsafe fn recv_fds_raw(
         return Ok((n, 0));
     }
     let count = (hdr.cmsg_len as usize).saturating_sub(cmsg_len(0)) / size_of::<c_int>();
-    // SAFETY: the host wrote `count` descriptors after the header, inside
-    // `control`; the payload need not be aligned for c_int.
+    // The payload need not be aligned for c_int, hence the unaligned reads below.
+    // SAFETY: the host wrote `count` descriptors after the header, inside `control`.
     let data_ptr = unsafe { libc::CMSG_DATA(cmsg) }.cast::<c_int>();
     for i in 0..count {
         // SAFETY: `i < count`, see above.

@@ -56,8 +56,7 @@ impl TimerId {
     /// process.
     pub fn create(clock: libc::clockid_t) -> Result<Self, Errno> {
         let mut id: libc::timer_t = core::ptr::null_mut();
-        // SAFETY: a null sigevent selects the default (SIGEV_SIGNAL,
-        // SIGALRM); `id` is a valid, writable timer_t.
+        // SAFETY: a null sigevent means SIGEV_SIGNAL with SIGALRM; `id` is a valid, writable timer_t.
         if unsafe { libc::timer_create(clock, core::ptr::null_mut(), &mut id) } < 0 {
             return Err(Errno::last());
         }
@@ -128,8 +127,7 @@ impl TimerId {
 
     /// Deletes the host timer.
     pub fn delete(self) -> Result<(), Errno> {
-        // SAFETY: the id came from timer_create; using it afterwards is an
-        // error the kernel reports, not memory unsafety.
+        // SAFETY: the id came from timer_create; misuse is an error the kernel reports, not UB.
         if unsafe { libc::timer_delete(self.0) } < 0 {
             return Err(Errno::last());
         }
@@ -143,8 +141,8 @@ impl TimerId {
 /// and returns once the pending SIGALRM (or any other signal) is handled.
 /// Afterwards SIGALRM is unblocked, whatever the mask was before.
 pub fn idle_sleep(timer: TimerId) {
-    // SAFETY: the sigsets are initialised by sigemptyset/sigprocmask before
-    // use; sigsuspend and sigprocmask only change this thread's mask.
+    // sigsuspend and sigprocmask only change this thread's mask.
+    // SAFETY: the sigsets are initialised by sigemptyset/sigprocmask before use.
     unsafe {
         let mut alarm: libc::sigset_t = core::mem::zeroed();
         let mut old: libc::sigset_t = core::mem::zeroed();
@@ -169,8 +167,7 @@ pub(crate) mod test_support {
     pub fn install_noop_sigalrm() {
         static ONCE: Once = Once::new();
         ONCE.call_once(|| {
-            // SAFETY: an empty, async-signal-safe handler; the sigaction is
-            // fully initialised.
+            // SAFETY: an empty, async-signal-safe handler; the sigaction is fully initialised.
             unsafe {
                 let mut sa: libc::sigaction = core::mem::zeroed();
                 sa.sa_sigaction = ignore_signal as *const () as libc::sighandler_t;

@@ -233,8 +233,7 @@ pub fn remove_files_and_dir(dir: &CStr) -> Result<(), Errno> {
         if ent.is_null() {
             break;
         }
-        // SAFETY: readdir returned a valid entry whose d_name is
-        // NUL-terminated; it stays valid until the next readdir.
+        // SAFETY: readdir's entry has a NUL-terminated d_name, valid until the next readdir.
         let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) };
         if name == c"." || name == c".." {
             continue;
@@ -388,10 +387,7 @@ pub fn create_umid_dir(uml_dir: &[u8], umid: &[u8]) -> Result<(), Errno> {
 fn random_name(attempt: usize) -> Umid {
     const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = [0u8; 6];
-    // SAFETY: writing at most 6 bytes into `bytes`.
-    let got =
-        unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), libc::GRND_NONBLOCK) };
-    if got != bytes.len() as isize {
+    if crate::host::util::fill_random(&mut bytes, libc::GRND_NONBLOCK) != bytes.len() as isize {
         // No entropy yet: mix the clock, our pid and the attempt number.
         let seed = crate::host::timer::clock_ns(libc::CLOCK_MONOTONIC) as u64
             ^ ((std::process::id() as u64) << 32)

@@ -190,8 +190,7 @@ pub unsafe fn c_bytes<'a>(ptr: *const c_char) -> &'a [u8] {
 /// The message for `errno`, like `strerror`, formatted into `buf` without
 /// allocating (std's `io::Error` display allocates).
 pub fn strerror(errno: c_int, buf: &mut [u8; 128]) -> &str {
-    // SAFETY: the XSI strerror_r writes a NUL-terminated message of at most
-    // `buf.len()` bytes into `buf`.
+    // SAFETY: XSI strerror_r writes a NUL-terminated message of at most `buf.len()` bytes.
     let rc = unsafe { libc::strerror_r(errno, buf.as_mut_ptr().cast(), buf.len()) };
     let text = if rc == 0 {
         let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
@@ -318,9 +317,8 @@ pub fn host_info(u: &libc::utsname, out: &mut [u8]) -> usize {
 /// Makes `size` bytes at `addr` readable, writable and executable (UML's
 /// kernel stacks).
 pub fn protect_stack(addr: usize, size: usize) -> Result<(), Errno> {
-    // SAFETY: mprotect only changes page permissions; a bad range is reported
-    // as an error, not undefined behaviour for this process's Rust code
-    // (callers pass their own stack areas).
+    // Callers pass their own stack areas; a bad range is an error return, not a Rust UB.
+    // SAFETY: mprotect only changes page permissions; it touches no Rust-visible memory.
     let rc = unsafe {
         libc::mprotect(
             addr as *mut c_void,
@@ -331,16 +329,11 @@ pub fn protect_stack(addr: usize, size: usize) -> Result<(), Errno> {
     if rc < 0 { Err(Errno::last()) } else { Ok(()) }
 }
 
-/// `getrandom(2)` through the C library, with its return convention (bytes
-/// read, or -1 with errno set).
-///
-/// # Safety
-///
-/// `buf` is valid for `len` bytes of writes.
-pub unsafe fn getrandom_raw(buf: *mut c_void, len: usize, flags: c_uint) -> isize {
-    // SAFETY: the caller's buffer contract is forwarded to getrandom, which
-    // writes at most `len` bytes at `buf`.
-    unsafe { libc::getrandom(buf, len, flags) }
+/// Fills `buf` from `getrandom(2)` with the C library's return convention:
+/// the number of bytes read, or -1 with errno set.
+pub fn fill_random(buf: &mut [u8], flags: c_uint) -> isize {
+    // SAFETY: getrandom writes at most `buf.len()` bytes into `buf`.
+    unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), flags) }
 }
 
 /// Signal dispositions for UML helper threads and processes: SIGWINCH is
@@ -362,8 +355,7 @@ pub fn fix_helper_signals() {
 /// ourselves: glibc's `abort()` is not usable, its `tgkill` does nothing from
 /// UML kernel threads.
 pub fn dump_core(kill_ptraced: impl Fn(c_int)) -> ! {
-    // SAFETY: default/ignore dispositions and signals to our own process
-    // group; waitpid with a null status pointer is allowed.
+    // SAFETY: default/ignore dispositions, signals to our own group, waitpid with a null status.
     unsafe {
         libc::signal(libc::SIGSEGV, libc::SIG_DFL);
         // We want to abort, not to die of the SIGTERM we send the group.
@@ -383,8 +375,8 @@ pub fn dump_core(kill_ptraced: impl Fn(c_int)) -> ! {
 
 /// Dies by SIGABRT (flushing C stdio first), or exits 127 if even that fails.
 pub fn abort_self() -> ! {
-    // SAFETY: fflush(NULL) flushes all C streams; the sigset is initialised
-    // by sigemptyset before use; kill/getpid/exit have no memory contract.
+    // fflush(NULL) flushes all C streams; kill/getpid/exit have no memory contract.
+    // SAFETY: the sigset is initialised by sigemptyset before use.
     unsafe {
         libc::fflush(core::ptr::null_mut());
         let mut set: libc::sigset_t = core::mem::zeroed();
@@ -416,8 +408,7 @@ pub(crate) mod test_support {
     /// the child exits with status 127.
     pub fn run_forked(child: impl FnOnce()) -> i32 {
         let _guard = fork_lock();
-        // SAFETY: the child only runs `child`, which uses async-signal-safe
-        // calls (tests keep it that way) and never returns.
+        // SAFETY: the child runs only `child`, which is async-signal-safe and never returns.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork failed");
         if pid == 0 {
@@ -604,15 +595,9 @@ mod tests {
     fn getrandom_fills_buffer() {
         let mut a = [0u8; 64];
         let mut b = [0u8; 64];
-        // SAFETY: each call writes at most the buffer's length.
-        unsafe {
-            assert_eq!(getrandom_raw(a.as_mut_ptr().cast(), a.len(), 0), 64);
-            assert_eq!(
-                getrandom_raw(b.as_mut_ptr().cast(), b.len(), libc::GRND_NONBLOCK),
-                64
-            );
-            assert_eq!(getrandom_raw(a.as_mut_ptr().cast(), 4, 0xdead_0000), -1);
-        }
+        assert_eq!(fill_random(&mut a, 0), 64);
+        assert_eq!(fill_random(&mut b, libc::GRND_NONBLOCK), 64);
+        assert_eq!(fill_random(&mut a[..4], 0xdead_0000), -1);
         assert_ne!(a, b);
         assert_eq!(Errno::last(), Errno::EINVAL);
     }
@@ -646,16 +631,15 @@ mod tests {
     #[test]
     fn dump_core_kills_group_and_aborts() {
         let mut fds = [0; 2];
-        // SAFETY: valid array of two fds. Close-on-exec so programs other
-        // tests spawn meanwhile do not hold the write end open.
+        // Close-on-exec, so programs other tests spawn meanwhile do not hold the write end open.
+        // SAFETY: `fds` is a valid array of two ints.
         assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
         let [rd, wr] = fds;
         let status = run_forked(|| {
-            // SAFETY: only async-signal-safe calls in the forked child: a
-            // new process group so the group-wide signals stay inside it, no
-            // core file, and a stopped ptraced grandchild (what UML's
-            // userspace processes are) that dump_core must hand to the
-            // callback.
+            // The child makes a new process group (so group-wide signals stay inside it), disables
+            // core files, and leaves a stopped ptraced grandchild, as UML's userspace processes are,
+            // which dump_core must hand to the callback.
+            // SAFETY: only async-signal-safe calls run in the forked child.
             unsafe {
                 libc::close(rd);
                 libc::setpgid(0, 0);
@@ -687,8 +671,7 @@ mod tests {
                 });
             }
         });
-        // SAFETY: closing our copy of the write end, then reading into a
-        // valid buffer.
+        // SAFETY: closing our copy of the write end, then reading into a valid buffer.
         let (n, buf) = unsafe {
             libc::close(wr);
             let mut buf = [0u8; 16];

@@ -15,6 +15,7 @@ mod bench;
 mod cases;
 mod ktap;
 mod pattern;
+mod protocol;
 mod sys;
 
 use std::path::{Path, PathBuf};

@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Deterministic byte patterns shared with the host.
 //!
-//! The harness (`harness/src/suite.rs`) carries a copy of exactly this
-//! generator to write the data the guest verifies and to verify the data the
-//! guest wrote. Both copies pin the same test vectors in their unit tests, so
-//! a change to one that is not made to the other fails `cargo test`.
+//! The harness (`harness/src/suite.rs`) compiles this very file, to write
+//! the data the guest verifies and to verify the data the guest wrote, so
+//! both sides always use the same generator. No dependencies, for that.
 //!
 //! The stream is SplitMix64 in counter form: 64-bit word `k` of the stream
 //! for `seed` is `mix(seed + (k + 1) * GOLDEN)`, stored little-endian. Byte

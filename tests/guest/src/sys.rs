@@ -65,16 +65,13 @@ fn decode(status: libc::c_int) -> Option<Exit> {
 /// the child) and should keep to simple work; all cases and benchmarks call
 /// this from a single-threaded process.
 pub fn fork_child<F: FnOnce() -> i32>(child: F) -> io::Result<libc::pid_t> {
-    // SAFETY: fork(2) has no memory-safety preconditions. The child only
-    // runs `child` and then leaves through _exit(2), never returning into
-    // code that assumes the parent's state.
+    // SAFETY: fork has no memory preconditions; the child runs `child` then leaves by _exit.
     let pid = unsafe { libc::fork() };
     match pid {
         -1 => Err(io::Error::last_os_error()),
         0 => {
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
-            // SAFETY: _exit(2) ends the child without running the parent's
-            // atexit handlers or flushing its duplicated stdio buffers.
+            // SAFETY: _exit ends the child without the parent's atexit handlers or stdio flushes.
             unsafe { libc::_exit(code) }
         }
         pid => Ok(pid),
@@ -203,8 +200,7 @@ impl Exec {
 
     /// Calls execve(2); returns only on failure, with the errno.
     pub fn exec(&self) -> i32 {
-        // SAFETY: path, argv and envp are NUL-terminated strings in
-        // NULL-terminated arrays that live as long as `self`.
+        // SAFETY: path, argv, envp are NUL-terminated strings in NULL-terminated arrays owned by `self`.
         unsafe { libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr()) };
         io::Error::last_os_error().raw_os_error().unwrap_or(0)
     }
@@ -245,11 +241,10 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// read(2) that retries on EINTR.
-pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+/// Runs a byte-count system call until it is not interrupted by a signal.
+fn retry_eintr(mut call: impl FnMut() -> isize) -> io::Result<usize> {
     loop {
-        // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
-        let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        let r = call();
         if r >= 0 {
             return Ok(r as usize);
         }
@@ -260,19 +255,16 @@ pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// read(2) that retries on EINTR.
+pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+    retry_eintr(|| unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+}
+
 /// write(2) that retries on EINTR (may write less than `buf.len()`).
 pub fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
-        let r = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-        if r >= 0 {
-            return Ok(r as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
+    retry_eintr(|| unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
 }
 
 /// Writes all of `buf`.
@@ -321,8 +313,7 @@ pub struct Mapping {
 
 impl Mapping {
     pub fn new(len: usize, prot: libc::c_int) -> io::Result<Mapping> {
-        // SAFETY: a fresh anonymous mapping at an address of the kernel's
-        // choosing; it aliases nothing.
+        // SAFETY: a fresh anonymous mapping at an address the kernel chooses; it aliases nothing.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -349,8 +340,7 @@ impl Mapping {
 
     /// The mapping as bytes. Only for mappings created readable and writable.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: the mapping is `len` bytes, owned by `self`, and the
-        // exclusive borrow of `self` makes this the only reference.
+        // SAFETY: the mapping is `len` bytes owned by `self`; `&mut self` makes this the only reference.
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
     }
 }

@@ -1181,8 +1181,8 @@ fn flush_stdout_flushes_c_stdio() {
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
     let (r, w) = (own(fds[0]), own(fds[1]));
     let child = in_child(|| {
-        // SAFETY: the child's fd 1 becomes the pipe; stdio buffers output
-        // to a pipe fully, so nothing is written until a flush.
+        // stdio fully buffers output to a pipe, so nothing is written until a flush.
+        // SAFETY: in the forked child only; fd 1 becomes the pipe's write end.
         unsafe {
             libc::dup2(w.as_raw_fd(), 1);
             libc::fputs(c"buffered".as_ptr(), c_stdout);

@@ -15,8 +15,7 @@ const RAN: i32 = 201;
 
 /// Runs `f` in a forked child and returns its exit status.
 pub(crate) fn in_child(f: impl FnOnce() -> i32) -> i32 {
-    // SAFETY: the child runs only `f` and leaves through _exit, never
-    // returning into the (multi-threaded) test harness.
+    // SAFETY: the child runs only `f` and leaves by _exit, never returning into the test harness.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork: {}", Errno::last());
     if pid == 0 {
@@ -55,8 +54,7 @@ impl OwnedArgv {
     }
 
     fn argv(&self) -> Argv<'_> {
-        // SAFETY: `ptrs` is NULL-terminated and points into `_strings`,
-        // both owned by `self`.
+        // SAFETY: `ptrs` is NULL-terminated and points into `_strings`, both owned by `self`.
         unsafe { Argv::from_ptr(self.ptrs.as_ptr()) }
     }
 }

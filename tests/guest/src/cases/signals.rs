@@ -30,8 +30,7 @@ impl Installed {
         unsafe { libc::sigemptyset(&mut sa.sa_mask) };
         // SAFETY: as above, plain data.
         let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: valid pointers to sigaction structures; the handler is an
-        // extern "C" function that only touches atomics.
+        // SAFETY: valid sigaction pointers; the extern "C" handler only touches atomics.
         sys::cvt(unsafe { libc::sigaction(sig, &sa, &mut old) }).ctx("sigaction")?;
         Ok(Installed { sig, old })
     }
@@ -121,8 +120,7 @@ static USR1_PID: AtomicI32 = AtomicI32::new(0);
 static USR1_CODE: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_usr1(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
-    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo; for a
-    // signal sent by kill(2) si_pid is the sender.
+    // SAFETY: SA_SIGINFO gives a valid siginfo; for kill(2), si_pid is the sender.
     let (pid, code) = unsafe { ((*info).si_pid(), (*info).si_code) };
     USR1_PID.store(pid, SeqCst);
     USR1_CODE.store(code, SeqCst);
@@ -133,8 +131,7 @@ static RT_COUNT: AtomicUsize = AtomicUsize::new(0);
 static RT_VALUES: [AtomicUsize; 8] = [const { AtomicUsize::new(0) }; 8];
 
 extern "C" fn on_rt(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
-    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo; for a
-    // signal sent by sigqueue(3) si_value holds the sender's value.
+    // SAFETY: SA_SIGINFO gives a valid siginfo; for sigqueue(3), si_value is the sender's.
     let v = unsafe { (*info).si_value().sival_ptr } as usize;
     let i = RT_COUNT.fetch_add(1, SeqCst);
     if i < RT_VALUES.len() {
@@ -148,8 +145,7 @@ static CHLD_CODE: AtomicI32 = AtomicI32::new(0);
 static CHLD_STATUS: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_chld(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
-    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo; for SIGCHLD
-    // si_pid, si_code and si_status describe the child.
+    // SAFETY: SA_SIGINFO gives a valid siginfo; for SIGCHLD si_pid/code/status describe the child.
     let (pid, code, status) = unsafe { ((*info).si_pid(), (*info).si_code, (*info).si_status()) };
     CHLD_PID.store(pid, SeqCst);
     CHLD_CODE.store(code, SeqCst);
@@ -169,16 +165,15 @@ static SEGV_ADDR: AtomicUsize = AtomicUsize::new(0);
 static SEGV_COUNT: AtomicUsize = AtomicUsize::new(0);
 
 extern "C" fn on_segv(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
-    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo; for SIGSEGV
-    // si_addr is the faulting address.
+    // SAFETY: SA_SIGINFO gives a valid siginfo; for SIGSEGV si_addr is the faulting address.
     let addr = unsafe { (*info).si_addr() } as usize;
     let page = SEGV_PAGE.load(SeqCst);
     let len = SEGV_PAGE_LEN.load(SeqCst);
     SEGV_ADDR.store(addr, SeqCst);
     let n = SEGV_COUNT.fetch_add(1, SeqCst) + 1;
     if page != 0 && (page..page + len).contains(&addr) && n == 1 {
-        // SAFETY: `page` is the one page this case mapped PROT_NONE; making
-        // it writable lets the faulting store complete when we return.
+        // Making it writable lets the faulting store complete when we return.
+        // SAFETY: `page` is the one page this case mapped PROT_NONE.
         unsafe {
             libc::mprotect(
                 page as *mut libc::c_void,
@@ -369,8 +364,8 @@ pub fn signals(_cfg: &Config) -> CaseResult {
         SEGV_PAGE.store(p as usize, SeqCst);
         SEGV_COUNT.store(0, SeqCst);
         let h = Installed::new(libc::SIGSEGV, on_segv)?;
-        // SAFETY: the store faults once; the handler makes the page
-        // writable and the store is restarted. The mapping outlives it.
+        // The handler makes the page writable and the store is restarted.
+        // SAFETY: the store faults once into our handler; the mapping outlives it.
         unsafe { std::ptr::write_volatile(p.add(8), 0xA5u8) };
         drop(h);
         SEGV_PAGE.store(0, SeqCst);

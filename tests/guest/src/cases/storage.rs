@@ -2,8 +2,9 @@
 //! Storage shared with the host: hostfs and a ubd block device, and the
 //! hand-shake with the host while the guest is alive.
 //!
-//! The protocol with the harness (`harness/src/suite.rs` mirrors these
-//! constants; data are the streams of [`crate::pattern`]):
+//! The protocol with the harness (its constants are in [`crate::protocol`],
+//! which the harness compiles too; data are the streams of
+//! [`crate::pattern`]):
 //!
 //! hostfs, in the directory given with `--hostfs-dir D` (seed `S` from
 //! `--hostfs-seed`):
@@ -42,20 +43,10 @@ use crate::{check, diag, fail, skip};
 
 /// Where the guest mounts the hostfs directory.
 pub const HOSTFS_MOUNT: &str = "/mnt/host";
-/// Size of each hostfs data file: not a multiple of the page size.
-pub const HOSTFS_LEN: usize = (256 << 10) + 123;
-pub const HOST_TO_GUEST: &str = "host-to-guest.bin";
-pub const GUEST_TO_HOST: &str = "guest-to-host.bin";
-pub const GUEST_NOTE_FILE: &str = "guest-note.txt";
-pub const GUEST_NOTE: &str = "written by uml-guest inside the UML guest\n";
-
-pub const UBD_GUEST_OFFSET: u64 = 0;
-pub const UBD_GUEST_LEN: usize = 4 << 20;
-pub const UBD_HOST_OFFSET: u64 = 32 << 20;
-pub const UBD_HOST_LEN: usize = 1 << 20;
-
-/// Printed (as a KTAP diagnostic) when the guest waits for the host.
-pub const READY_MARKER: &str = "@@READY-FOR-HOST-CHECKS";
+pub use crate::protocol::{
+    GUEST_NOTE, GUEST_NOTE_FILE, GUEST_TO_HOST, HOST_TO_GUEST, HOSTFS_LEN, READY_MARKER,
+    UBD_GUEST_LEN, UBD_GUEST_OFFSET, UBD_HOST_LEN, UBD_HOST_OFFSET,
+};
 
 /// Mounts the hostfs directory at [`HOSTFS_MOUNT`] once; later calls return
 /// the mount point.
