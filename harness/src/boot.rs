@@ -475,7 +475,9 @@ impl Guest {
                         > Duration::from_secs(2);
                 if g.eof || exited {
                     drop(g);
-                    self.poll_exit();
+                    // EOF means the kernel is exiting: let it be reaped, so the
+                    // message gives its real status, not a race with waitpid.
+                    self.wait_for_exit(Duration::from_secs(2));
                     return Err(self.failure(format!(
                         "the kernel {} before printing {needle:?}",
                         describe_status(self.status)
