@@ -101,6 +101,60 @@ mod sys {
     }
 }
 
+/// The C functions of the x86 host code (`arch/x86/um/os-Linux/registers.c`
+/// and `signal.c`) that the Rust layer calls. Outside the kernel, the FP
+/// register calls are the host core's own, so `cargo test` runs the same
+/// code paths without a kernel.
+pub mod arch {
+    use core::ffi::c_int;
+
+    #[cfg(feature = "kernel")]
+    mod sys {
+        use core::ffi::{c_int, c_ulong};
+        unsafe extern "C" {
+            pub fn arch_init_registers(pid: c_int);
+            pub fn get_fp_registers(pid: c_int, regs: *mut c_ulong) -> c_int;
+            pub fn put_fp_registers(pid: c_int, regs: *mut c_ulong) -> c_int;
+        }
+    }
+
+    /// Probes which FP register interface the host offers (XSTATE or not),
+    /// using the stopped child `pid`.
+    pub fn init_registers(pid: c_int) {
+        #[cfg(feature = "kernel")]
+        // SAFETY: arch_init_registers only issues ptrace requests on `pid`.
+        unsafe {
+            sys::arch_init_registers(pid)
+        };
+        #[cfg(not(feature = "kernel"))]
+        let _ = pid;
+    }
+
+    /// Reads the FP/XSTATE registers of `pid`: 0 or -errno.
+    pub fn get_fp(pid: c_int, regs: &mut crate::host::ptrace::FpRegs) -> c_int {
+        #[cfg(feature = "kernel")]
+        // SAFETY: `regs` holds FP_SIZE words, the size the C function fills.
+        return unsafe { sys::get_fp_registers(pid, regs.as_mut_ptr()) };
+        #[cfg(not(feature = "kernel"))]
+        match crate::host::ptrace::get_fp_regs(pid, regs) {
+            Ok(()) => 0,
+            Err(e) => -(e as c_int),
+        }
+    }
+
+    /// Writes the FP/XSTATE registers of `pid`: 0 or -errno.
+    pub fn put_fp(pid: c_int, regs: &crate::host::ptrace::FpRegs) -> c_int {
+        #[cfg(feature = "kernel")]
+        // SAFETY: `regs` holds FP_SIZE words; the C function only reads them.
+        return unsafe { sys::put_fp_registers(pid, regs.as_ptr().cast_mut()) };
+        #[cfg(not(feature = "kernel"))]
+        match crate::host::ptrace::set_fp_regs(pid, regs) {
+            Ok(()) => 0,
+            Err(e) => -(e as c_int),
+        }
+    }
+}
+
 /// Runs `f` on UML's initial thread with kmalloc disabled (in place outside
 /// the kernel), for host library calls such as grantpt that must run there.
 pub fn on_initial_thread(f: &mut dyn FnMut()) {
@@ -147,6 +201,50 @@ pub fn log(level: Level, msg: &str) {
         write_stderr(msg.as_bytes());
         write_stderr(b"\n");
     }
+}
+
+/// Prints a boot message on the host's stderr like the C layer's `os_info`
+/// (silenced by `quiet`) or `os_warn`: early boot lines that the C layer
+/// writes before the kernel console exists. The text is passed as it is, no
+/// newline added.
+pub fn os_message(warn: bool, msg: &str) {
+    #[cfg(feature = "kernel")]
+    {
+        unsafe extern "C" {
+            fn os_info(fmt: *const core::ffi::c_char, ...);
+            fn os_warn(fmt: *const core::ffi::c_char, ...);
+        }
+        let len = msg.len().min(i32::MAX as usize) as core::ffi::c_int;
+        // SAFETY: "%.*s" takes an int length and a pointer to that many bytes.
+        unsafe {
+            if warn {
+                os_warn(c"%.*s".as_ptr(), len, msg.as_ptr());
+            } else {
+                os_info(c"%.*s".as_ptr(), len, msg.as_ptr());
+            }
+        }
+    }
+    #[cfg(not(feature = "kernel"))]
+    {
+        let _ = warn;
+        write_stderr(msg.as_bytes());
+    }
+}
+
+/// `os_info` with formatting, heap-free.
+#[macro_export]
+macro_rules! os_info {
+    ($($arg:tt)*) => {
+        $crate::kernel::os_message(false, $crate::kernel::stack_format(format_args!($($arg)*)).as_str())
+    };
+}
+
+/// `os_warn` with formatting, heap-free.
+#[macro_export]
+macro_rules! os_warn {
+    ($($arg:tt)*) => {
+        $crate::kernel::os_message(true, $crate::kernel::stack_format(format_args!($($arg)*)).as_str())
+    };
 }
 
 /// `log` with formatting, heap-free.

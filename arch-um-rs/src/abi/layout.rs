@@ -257,8 +257,31 @@ const UTIL_TIME: [AbiFact; 2] = [
 ];
 // ---- end util.c / time.c ------------------------------------------------
 
+// ---- registers.c / process.c / skas (os-registers, ...) ----------------
+use crate::host::ptrace::{FP_SIZE, MAX_REG_NR, reg};
+
+const REGISTERS: [AbiFact; 8] = [
+    konst("MAX_REG_NR", MAX_REG_NR as i64),
+    konst("FP_SIZE", FP_SIZE as i64),
+    konst("HOST_IP", reg::IP as i64),
+    konst("HOST_SP", reg::SP as i64),
+    konst("HOST_AX", reg::AX as i64),
+    konst("HOST_ORIG_AX", reg::ORIG_AX as i64),
+    konst("HOST_EFLAGS", reg::EFLAGS as i64),
+    konst("HOST_CS", reg::CS as i64),
+];
+// ---- end registers ----------------------------------------------------------
+
 /// The kernel headers (arch/um/include/shared) the guard includes.
-pub const C_HEADERS: &[&str] = &["init.h", "os.h", "irq_user.h", "um_malloc.h"];
+pub const C_HEADERS: &[&str] = &[
+    "init.h",
+    "os.h",
+    "irq_user.h",
+    "um_malloc.h",
+    "sysdep/ptrace.h",
+    "sysdep/ptrace_user.h",
+    "registers.h",
+];
 
 /// Every fact checked by the ABI guard.
 pub fn abi_facts() -> Vec<AbiFact> {
@@ -268,6 +291,7 @@ pub fn abi_facts() -> Vec<AbiFact> {
     facts.extend_from_slice(&CONSTANTS);
     facts.extend_from_slice(&UML_PARAM);
     facts.extend_from_slice(&UTIL_TIME);
+    facts.extend_from_slice(&REGISTERS);
     facts
 }
 

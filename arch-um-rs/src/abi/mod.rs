@@ -10,6 +10,8 @@ pub mod execvp;
 pub mod file;
 pub mod irq;
 pub mod layout;
+pub mod mem;
+pub mod registers;
 pub mod time;
 pub mod tty;
 pub mod umid;

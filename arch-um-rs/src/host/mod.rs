@@ -4,6 +4,8 @@
 pub mod epoll;
 pub mod exec;
 pub mod file;
+pub mod physmem;
+pub mod ptrace;
 pub mod socket;
 pub mod timer;
 pub mod tty;

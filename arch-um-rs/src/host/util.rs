@@ -141,11 +141,25 @@ impl<const N: usize> CBuf<N> {
         self.buf.as_ptr().cast()
     }
 
+    /// A writable pointer to the text, for C calls that rewrite it in place
+    /// without changing its length (`mkstemp`).
+    pub fn as_mut_ptr(&mut self) -> *mut c_char {
+        self.buf.as_mut_ptr().cast()
+    }
+
     /// Shows the text in messages (invalid UTF-8 replaced).
     pub fn show(&self) -> ShowBytes<'_> {
         ShowBytes(self.as_bytes())
     }
 }
+
+impl<const N: usize> PartialEq for CBuf<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl<const N: usize> Eq for CBuf<N> {}
 
 impl<const N: usize> Default for CBuf<N> {
     fn default() -> Self {
