@@ -115,7 +115,15 @@ pub mod arch {
             pub fn arch_init_registers(pid: c_int);
             pub fn get_fp_registers(pid: c_int, regs: *mut c_ulong) -> c_int;
             pub fn put_fp_registers(pid: c_int, regs: *mut c_ulong) -> c_int;
+            pub fn set_handler(sig: c_int);
         }
+    }
+
+    /// Installs UML's host handler for `sig` (signal.c's `set_handler`).
+    #[cfg(feature = "kernel")]
+    pub fn set_handler(sig: c_int) {
+        // SAFETY: set_handler only calls sigaction for `sig`.
+        unsafe { sys::set_handler(sig) };
     }
 
     /// Probes which FP register interface the host offers (XSTATE or not),
@@ -182,24 +190,35 @@ pub fn on_initial_thread(f: &mut dyn FnMut()) {
 
 /// Logs one line at `level`: `printk` in the kernel, stderr elsewhere.
 pub fn log(level: Level, msg: &str) {
+    printk(level.prefix(), msg, true);
+}
+
+/// Starts a line at `level` that [`log_cont`] finishes (printk's
+/// `KERN_CONT`), for "Checking ...OK" boot lines.
+pub fn log_cont_start(level: Level, msg: &str) {
+    printk(level.prefix(), msg, false);
+}
+
+/// Finishes a line begun by [`log_cont_start`].
+pub fn log_cont(msg: &str) {
+    printk(b"\x01c", msg, true);
+}
+
+fn printk(prefix: &[u8; 2], msg: &str, newline: bool) {
     #[cfg(feature = "kernel")]
     {
         let len = msg.len().min(i32::MAX as usize) as core::ffi::c_int;
-        // SAFETY: the format takes exactly these: a NUL-terminated prefix, a length, that many bytes.
-        unsafe {
-            sys::_printk(
-                c"%.2s%.*s\n".as_ptr(),
-                level.prefix().as_ptr(),
-                len,
-                msg.as_ptr(),
-            )
-        };
+        let fmt = if newline { c"%.2s%.*s\n" } else { c"%.2s%.*s" };
+        // SAFETY: the format takes exactly these: a 2-byte prefix, a length, that many bytes.
+        unsafe { sys::_printk(fmt.as_ptr(), prefix.as_ptr(), len, msg.as_ptr()) };
     }
     #[cfg(not(feature = "kernel"))]
     {
-        let _ = level;
+        let _ = prefix;
         write_stderr(msg.as_bytes());
-        write_stderr(b"\n");
+        if newline {
+            write_stderr(b"\n");
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod file;
 pub mod irq;
 pub mod layout;
 pub mod mem;
+pub mod process;
 pub mod registers;
 pub mod time;
 pub mod tty;

@@ -5,6 +5,7 @@ pub mod epoll;
 pub mod exec;
 pub mod file;
 pub mod physmem;
+pub mod procstat;
 pub mod ptrace;
 pub mod socket;
 pub mod timer;

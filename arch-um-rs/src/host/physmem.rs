@@ -13,8 +13,8 @@
 //! tmpfs would otherwise kill the kernel with SIGBUS on first touch.
 
 use core::ffi::CStr;
-use std::ffi::CString;
 use core::fmt;
+use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
