@@ -18,3 +18,4 @@
 pub mod abi;
 pub mod host;
 pub mod kernel;
+pub mod stub;

@@ -33,8 +33,8 @@ fn kill_ptraced_process_reaps_it() {
     core::mem::forget(child);
     os_kill_ptraced_process(pid, 1);
     // Reaped: no such child any more.
-    // SAFETY: WNOHANG probe with a NULL status.
     assert_eq!(
+        // SAFETY: WNOHANG probe with a NULL status.
         unsafe { libc::waitpid(pid, core::ptr::null_mut(), libc::__WALL | libc::WNOHANG) },
         -1
     );
@@ -55,6 +55,7 @@ fn kill_process_reaps_a_plain_child() {
     os_kill_process(pid, 1);
     // SAFETY: as above.
     assert_eq!(
+        // SAFETY: WNOHANG probe with a NULL status.
         unsafe { libc::waitpid(pid, core::ptr::null_mut(), libc::WNOHANG) },
         -1
     );
