@@ -271,6 +271,70 @@ fn prepare(dir: &Path, seeds: Seeds) -> Result<HostFiles> {
     Ok(HostFiles { hostfs, image })
 }
 
+/// Where the host's shared libraries may live.
+const LIB_DIRS: &[&str] = &[
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+    "/lib",
+    "/usr/lib",
+];
+
+/// Copies dynamically linked host programs ([`proto::DYN_PROGRAMS`]) into
+/// `<hostfs>/dyn`, and their ELF interpreter and the libraries they need
+/// (DT_NEEDED, transitively) into `<hostfs>/dyn/lib`: the initramfs holds
+/// static programs only, and the guest's `exec_dynamic` case runs these.
+fn stage_dynamic(hostfs: &Path) -> Result<()> {
+    let dir = hostfs.join(proto::DYN_DIR);
+    let lib = dir.join(proto::DYN_LIB_DIR);
+    fs::create_dir_all(&lib).with_context(|| format!("mkdir {}", lib.display()))?;
+    let mut todo = Vec::new();
+    for name in proto::DYN_PROGRAMS {
+        let src = ["/bin", "/usr/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(name))
+            .find(|p| p.is_file())
+            .with_context(|| format!("no {name} in /bin or /usr/bin"))?;
+        fs::copy(&src, dir.join(name)).with_context(|| format!("copying {}", src.display()))?;
+        todo.push(src);
+    }
+    let mut staged = std::collections::BTreeSet::new();
+    let mut interps = 0;
+    while let Some(obj) = todo.pop() {
+        let bytes = fs::read(&obj).with_context(|| format!("reading {}", obj.display()))?;
+        let elf = goblin::elf::Elf::parse(&bytes)
+            .with_context(|| format!("{} is not an ELF file", obj.display()))?;
+        let mut deps: Vec<PathBuf> = Vec::new();
+        if let Some(interp) = elf.interpreter {
+            interps += 1;
+            deps.push(PathBuf::from(interp));
+        }
+        for needed in &elf.libraries {
+            let found = LIB_DIRS
+                .iter()
+                .map(|d| Path::new(d).join(needed))
+                .find(|p| p.is_file())
+                .with_context(|| format!("{} needs {needed}, not found", obj.display()))?;
+            deps.push(found);
+        }
+        for d in deps {
+            let Some(name) = d.file_name().map(|n| n.to_os_string()) else {
+                continue;
+            };
+            if staged.insert(name.clone()) {
+                fs::copy(&d, lib.join(&name))
+                    .with_context(|| format!("copying {}", d.display()))?;
+                todo.push(d);
+            }
+        }
+    }
+    if interps == 0 {
+        bail!("none of {:?} is dynamically linked", proto::DYN_PROGRAMS);
+    }
+    Ok(())
+}
+
 /// The guest command line.
 fn guest_cmd(seeds: Seeds) -> Vec<String> {
     let mut v: Vec<String> = vec![proto::GUEST.into(), "test".into()];
@@ -548,6 +612,11 @@ fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
             return (title, rep);
         }
     };
+    // Without them the guest reports a skip, not a failure.
+    if let Err(e) = stage_dynamic(&files.hostfs) {
+        rep.diags
+            .push(format!("no dynamic programs for exec_dynamic: {e:#}"));
+    }
     rep.diags.push(format!(
         "seeds: hostfs {:#x}, ubd {:#x}, ubd host {:#x}; files in {}",
         seeds.hostfs,
@@ -783,6 +852,24 @@ ok 3 hostfs # SKIP no --hostfs-dir given
         assert_eq!(pattern::first_mismatch(42, 0, &v), None);
         v[5_000] ^= 0x80;
         assert_eq!(pattern::first_mismatch(42, 0, &v), Some(5_000));
+    }
+
+    #[test]
+    fn stages_dynamic_programs_with_their_libraries() {
+        let dir = tempfile::tempdir().unwrap();
+        stage_dynamic(dir.path()).unwrap();
+        let d = dir.path().join(proto::DYN_DIR);
+        for p in proto::DYN_PROGRAMS {
+            assert!(d.join(p).is_file(), "{p}");
+        }
+        let echo = fs::read(d.join("echo")).unwrap();
+        let elf = goblin::elf::Elf::parse(&echo).unwrap();
+        let interp = Path::new(elf.interpreter.unwrap());
+        let lib = d.join(proto::DYN_LIB_DIR);
+        assert!(lib.join(interp.file_name().unwrap()).is_file());
+        for needed in &elf.libraries {
+            assert!(lib.join(needed).is_file(), "{needed}");
+        }
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! uml-guest bench OP|all [--iters N] [--iters-scale X] [--runs R] [--cpu C]
 //! uml-guest wait-file PATH SECS                       poll until PATH exists
 //! uml-guest true                                      exit 0 (an exec target)
+//! uml-guest exit N                                    exit N (an exec target)
+//! uml-guest probe-stale ADDR                          exit 1 if the exec'ing
+//!                                                     program's mark is at ADDR
 //! ```
 //!
 //! `test` exits 0 if and only if no case failed (skips are fine).
@@ -37,7 +40,9 @@ usage:
       --host-sync-timeout SECS  how long to wait for it (default 120)
   uml-guest bench OP|all [--iters N] [--iters-scale X] [--runs R] [--cpu C]
   uml-guest wait-file PATH SECS
-  uml-guest true";
+  uml-guest true
+  uml-guest exit N
+  uml-guest probe-stale ADDR";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -51,6 +56,8 @@ fn main() -> ExitCode {
             args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1u8),
         )),
         Some("exec-probe") => Ok(exec_probe(&args[1..])),
+        // Exec target of the `exec_dynamic` case.
+        Some("probe-stale") => Ok(probe_stale(&args[1..])),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -265,4 +272,18 @@ fn exec_probe(args: &[String]) -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// Exits 0 if the mark the exec'ing program left at ADDR (see
+/// [`sys::STALE_MARK`]) is gone, 1 if it survived the execve, 2 on a bad
+/// argument, 3 if it cannot tell.
+fn probe_stale(args: &[String]) -> ExitCode {
+    let Some(addr) = args.first().and_then(|a| parse_u64(a).ok()) else {
+        return ExitCode::from(2);
+    };
+    match sys::stale_mark_at(addr as usize) {
+        Ok(false) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::from(1),
+        Err(_) => ExitCode::from(3),
+    }
 }

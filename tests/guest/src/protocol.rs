@@ -18,3 +18,12 @@ pub const UBD_HOST_LEN: usize = 1 << 20;
 
 /// Printed (as a KTAP diagnostic) when the guest waits for the host.
 pub const READY_MARKER: &str = "@@READY-FOR-HOST-CHECKS";
+
+/// Directory, in the hostfs directory, where the host puts dynamically
+/// linked programs for the guest's `exec_dynamic` case (the initramfs holds
+/// static programs only); their ELF interpreter and libraries go into its
+/// [`DYN_LIB_DIR`] subdirectory.
+pub const DYN_DIR: &str = "dyn";
+pub const DYN_LIB_DIR: &str = "lib";
+/// The programs staged there: `echo` prints its arguments, `false` exits 1.
+pub const DYN_PROGRAMS: &[&str] = &["echo", "false"];

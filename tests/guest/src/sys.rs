@@ -150,6 +150,39 @@ pub fn wait_timeout(pid: libc::pid_t, limit: Duration) -> io::Result<Exit> {
     }
 }
 
+/// Children that are killed (SIGKILL) and reaped when this value is dropped,
+/// unless they were reaped before and taken off the list with [`Reaper::done`].
+/// An early return from a case never leaves children behind.
+#[derive(Default)]
+pub struct Reaper {
+    pids: Vec<libc::pid_t>,
+}
+
+impl Reaper {
+    pub fn new() -> Reaper {
+        Reaper::default()
+    }
+
+    pub fn add(&mut self, pid: libc::pid_t) {
+        self.pids.push(pid);
+    }
+
+    /// `pid` has been reaped by the caller.
+    pub fn done(&mut self, pid: libc::pid_t) {
+        self.pids.retain(|&p| p != pid);
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for &pid in &self.pids {
+            // SAFETY: kill(2) on a child of ours that has not been reaped yet.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = wait(pid);
+        }
+    }
+}
+
 /// A NULL-terminated argv or envp built before fork(), so that the child only
 /// has to call execve(2).
 pub struct CVec {
@@ -313,13 +346,22 @@ pub struct Mapping {
 
 impl Mapping {
     pub fn new(len: usize, prot: libc::c_int) -> io::Result<Mapping> {
+        Self::with_flags(len, prot, libc::MAP_PRIVATE)
+    }
+
+    /// An anonymous shared mapping: forked children write to the same pages.
+    pub fn new_shared(len: usize, prot: libc::c_int) -> io::Result<Mapping> {
+        Self::with_flags(len, prot, libc::MAP_SHARED)
+    }
+
+    fn with_flags(len: usize, prot: libc::c_int, flags: libc::c_int) -> io::Result<Mapping> {
         // SAFETY: a fresh anonymous mapping at an address the kernel chooses; it aliases nothing.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
                 prot,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                flags | libc::MAP_ANONYMOUS,
                 -1,
                 0,
             )
@@ -377,4 +419,28 @@ pub fn in_uml() -> bool {
             })
         })
         .unwrap_or(false)
+}
+
+/// Written by the `exec_dynamic` case into a mapping before execve; the
+/// exec'd program (`uml-guest probe-stale ADDR`) must not find it.
+pub const STALE_MARK: &[u8; 16] = b"uml-guest:stale!";
+
+/// Whether [`STALE_MARK`] is readable at `addr` in this process. Reads
+/// through /proc/self/mem, so an unmapped or unreadable address is an
+/// answer (false), not a fault.
+pub fn stale_mark_at(addr: usize) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut vec = [0u8; 1];
+    let page = addr & !(page_size() - 1);
+    // SAFETY: mincore only inspects the page tables; `vec` holds one entry.
+    let r = unsafe { libc::mincore(page as *mut libc::c_void, 1, vec.as_mut_ptr()) };
+    if r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOMEM) {
+        return Ok(false);
+    }
+    let f = std::fs::File::open("/proc/self/mem")?;
+    let mut buf = [0u8; 16];
+    match f.read_at(&mut buf, addr as u64) {
+        Ok(16) => Ok(&buf == STALE_MARK),
+        _ => Ok(false),
+    }
 }

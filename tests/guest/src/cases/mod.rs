@@ -1,11 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The in-guest test cases, in the order they run.
 
+mod dynexec;
 mod ipc;
+mod isolated;
+mod memory;
 mod process;
 mod signals;
+mod sigstack;
 pub mod storage;
 mod threads;
+mod trace;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -111,6 +116,30 @@ static FORK_EXEC_STRESS: Case<Config> = Case {
     name: "fork_exec_stress",
     run: process::fork_exec_stress,
 };
+static FORK_STORM: Case<Config> = Case {
+    name: "fork_storm",
+    run: memory::fork_storm,
+};
+static MM_TORTURE: Case<Config> = Case {
+    name: "mm_torture",
+    run: memory::mm_torture,
+};
+static THREADS_MM: Case<Config> = Case {
+    name: "threads_mm",
+    run: memory::threads_mm,
+};
+static SIGNAL_STACK: Case<Config> = Case {
+    name: "signal_stack",
+    run: sigstack::signal_stack,
+};
+static PTRACE: Case<Config> = Case {
+    name: "ptrace",
+    run: trace::ptrace,
+};
+static EXEC_DYNAMIC: Case<Config> = Case {
+    name: "exec_dynamic",
+    run: dynexec::exec_dynamic,
+};
 static HOST_SYNC: Case<Config> = Case {
     name: "host_sync",
     run: storage::host_sync,
@@ -129,6 +158,12 @@ pub fn all() -> Vec<&'static Case<Config>> {
         &HOSTFS,
         &UBD,
         &FORK_EXEC_STRESS,
+        &FORK_STORM,
+        &MM_TORTURE,
+        &THREADS_MM,
+        &SIGNAL_STACK,
+        &PTRACE,
+        &EXEC_DYNAMIC,
         &HOST_SYNC,
     ]
 }

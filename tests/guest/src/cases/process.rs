@@ -112,7 +112,7 @@ pub fn fork_wait(_cfg: &Config) -> CaseResult {
 
 /// Runs `exec` in a child with stdout on a pipe; returns the status and the
 /// output.
-fn run_capture(exec: &Exec) -> Result<(Exit, Vec<u8>), crate::ktap::Verdict> {
+pub(super) fn run_capture(exec: &Exec) -> Result<(Exit, Vec<u8>), crate::ktap::Verdict> {
     let (r, w) = sys::pipe().ctx("pipe")?;
     let wfd = w.as_raw_fd();
     let pid = sys::fork_child(|| {

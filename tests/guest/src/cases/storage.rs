@@ -50,7 +50,7 @@ pub use crate::protocol::{
 
 /// Mounts the hostfs directory at [`HOSTFS_MOUNT`] once; later calls return
 /// the mount point.
-fn hostfs_mount(cfg: &Config) -> Result<PathBuf, Verdict> {
+pub(super) fn hostfs_mount(cfg: &Config) -> Result<PathBuf, Verdict> {
     if let Some(m) = cfg.mounted.borrow().as_ref() {
         return Ok(m.clone());
     }
