@@ -163,6 +163,37 @@ pub mod arch {
     }
 }
 
+/// Symbols of the UML kernel proper that the skas code uses (kernel builds
+/// only): variables, linker symbols and functions declared in
+/// `kern_util.h`, `as-layout.h`, `skas.h`, `mem.h` and `os.h`.
+#[cfg(feature = "kernel")]
+pub mod um {
+    use core::ffi::{c_char, c_int, c_ulong, c_ulonglong, c_void};
+
+    unsafe extern "C" {
+        /// `STUB_START`: where the stub pages sit in every user process.
+        pub static stub_start: c_ulong;
+        /// The start of the stub code page in the kernel image.
+        pub static __syscall_stub_start: [u8; 0];
+        pub static __syscall_stub_end: [u8; 0];
+        /// The kernel image's offset in physical memory (`uml_to_phys`).
+        pub static uml_physmem: c_ulong;
+        pub fn phys_mapping(phys: c_ulong, offset_out: *mut c_ulonglong) -> c_int;
+        pub fn fatal_sigsegv() -> !;
+        pub fn get_safe_registers(regs: *mut c_ulong, fp_regs: *mut c_ulong);
+        pub fn print_hex_dump(
+            level: *const c_char,
+            prefix_str: *const c_char,
+            prefix_type: c_int,
+            rowsize: c_int,
+            groupsize: c_int,
+            buf: *const c_void,
+            len: usize,
+            ascii: bool,
+        );
+    }
+}
+
 /// Runs `f` on UML's initial thread with kmalloc disabled (in place outside
 /// the kernel), for host library calls such as grantpt that must run there.
 pub fn on_initial_thread(f: &mut dyn FnMut()) {

@@ -272,6 +272,134 @@ const REGISTERS: [AbiFact; 8] = [
 ];
 // ---- end registers ----------------------------------------------------------
 
+// ---- skas and the stub (os-skas-mem, os-skas-process) ------------------------
+use crate::stub::{self, FaultInfo, MmId, StubData, StubSyscall};
+
+const fn field(c_type: &'static str, field: &'static str, value: usize) -> AbiFact {
+    AbiFact::Offset {
+        c_type,
+        field,
+        value,
+    }
+}
+
+const SKAS: [AbiFact; 35] = [
+    AbiFact::Size {
+        c_type: "struct stub_syscall",
+        value: size_of::<StubSyscall>(),
+    },
+    AbiFact::Align {
+        c_type: "struct stub_syscall",
+        value: align_of::<StubSyscall>(),
+    },
+    field(
+        "struct stub_syscall",
+        "mem.addr",
+        offset_of!(StubSyscall, mem.addr),
+    ),
+    field(
+        "struct stub_syscall",
+        "mem.length",
+        offset_of!(StubSyscall, mem.length),
+    ),
+    field(
+        "struct stub_syscall",
+        "mem.offset",
+        offset_of!(StubSyscall, mem.offset),
+    ),
+    field(
+        "struct stub_syscall",
+        "mem.fd",
+        offset_of!(StubSyscall, mem.fd),
+    ),
+    field(
+        "struct stub_syscall",
+        "mem.prot",
+        offset_of!(StubSyscall, mem.prot),
+    ),
+    field(
+        "struct stub_syscall",
+        "syscall",
+        offset_of!(StubSyscall, syscall),
+    ),
+    AbiFact::FieldSize {
+        c_type: "struct stub_syscall",
+        field: "syscall",
+        value: 4,
+    },
+    AbiFact::Size {
+        c_type: "struct stub_data",
+        value: size_of::<StubData>(),
+    },
+    AbiFact::Align {
+        c_type: "struct stub_data",
+        value: align_of::<StubData>(),
+    },
+    field("struct stub_data", "offset", offset_of!(StubData, offset)),
+    field("struct stub_data", "err", offset_of!(StubData, err)),
+    field(
+        "struct stub_data",
+        "child_err",
+        offset_of!(StubData, child_err),
+    ),
+    field(
+        "struct stub_data",
+        "syscall_data_len",
+        offset_of!(StubData, syscall_data_len),
+    ),
+    field(
+        "struct stub_data",
+        "syscall_data",
+        offset_of!(StubData, syscall_data),
+    ),
+    AbiFact::FieldSize {
+        c_type: "struct stub_data",
+        field: "syscall_data",
+        value: size_of::<[StubSyscall; stub::STUB_SYSCALLS]>(),
+    },
+    field(
+        "struct stub_data",
+        "sigstack",
+        offset_of!(StubData, sigstack),
+    ),
+    AbiFact::Size {
+        c_type: "struct faultinfo",
+        value: size_of::<FaultInfo>(),
+    },
+    field(
+        "struct faultinfo",
+        "error_code",
+        offset_of!(FaultInfo, error_code),
+    ),
+    field("struct faultinfo", "cr2", offset_of!(FaultInfo, cr2)),
+    field(
+        "struct faultinfo",
+        "trap_no",
+        offset_of!(FaultInfo, trap_no),
+    ),
+    AbiFact::Size {
+        c_type: "struct mm_id",
+        value: size_of::<MmId>(),
+    },
+    field("struct mm_id", "pid", offset_of!(MmId, pid)),
+    field("struct mm_id", "stack", offset_of!(MmId, stack)),
+    field(
+        "struct mm_id",
+        "syscall_data_len",
+        offset_of!(MmId, syscall_data_len),
+    ),
+    konst("STUB_DATA_PAGES", stub::STUB_DATA_PAGES as i64),
+    konst("UM_KERN_PAGE_SIZE", stub::PAGE_SIZE as i64),
+    konst("STUB_SYSCALL_UNSET", stub::syscall_type::UNSET as i64),
+    konst("STUB_SYSCALL_MMAP", stub::syscall_type::MMAP as i64),
+    konst("STUB_SYSCALL_MUNMAP", stub::syscall_type::MUNMAP as i64),
+    konst("STUB_SYSCALL_MPROTECT", stub::syscall_type::MPROTECT as i64),
+    konst("PTRACE_FULL_FAULTINFO", 1),
+    konst("STUB_MMAP_NR", libc::SYS_mmap),
+    konst("MMAP_OFFSET(4096)", 4096),
+];
+// ---- end skas ---------------------------------------------------------------
+
 /// The kernel headers (arch/um/include/shared) the guard includes.
 pub const C_HEADERS: &[&str] = &[
     "init.h",
@@ -281,6 +409,11 @@ pub const C_HEADERS: &[&str] = &[
     "sysdep/ptrace.h",
     "sysdep/ptrace_user.h",
     "registers.h",
+    "as-layout.h",
+    "skas/stub-data.h",
+    "skas/mm_id.h",
+    "sysdep/faultinfo.h",
+    "sysdep/stub.h",
 ];
 
 /// Every fact checked by the ABI guard.
@@ -292,6 +425,7 @@ pub fn abi_facts() -> Vec<AbiFact> {
     facts.extend_from_slice(&UML_PARAM);
     facts.extend_from_slice(&UTIL_TIME);
     facts.extend_from_slice(&REGISTERS);
+    facts.extend_from_slice(&SKAS);
     facts
 }
 
