@@ -398,6 +398,79 @@ const SKAS: [AbiFact; 35] = [
     konst("STUB_MMAP_NR", libc::SYS_mmap),
     konst("MMAP_OFFSET(4096)", 4096),
 ];
+
+/// `struct uml_pt_regs` (x86 sysdep/ptrace.h): a thread's registers as the
+/// trap loop keeps them.
+#[repr(C)]
+pub struct UmlPtRegs {
+    pub gp: crate::host::ptrace::GpRegs,
+    pub fp: crate::host::ptrace::FpRegs,
+    pub faultinfo: FaultInfo,
+    pub syscall: core::ffi::c_long,
+    pub is_user: c_int,
+}
+
+/// `struct __jmp_buf` (x86 sysdep/archsetjmp_64.h), as the kernel's own
+/// `kernel_setjmp` fills it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JmpBuf {
+    pub rbx: core::ffi::c_ulong,
+    pub rsp: core::ffi::c_ulong,
+    pub rbp: core::ffi::c_ulong,
+    pub r12: core::ffi::c_ulong,
+    pub r13: core::ffi::c_ulong,
+    pub r14: core::ffi::c_ulong,
+    pub r15: core::ffi::c_ulong,
+    pub rip: core::ffi::c_ulong,
+}
+
+impl JmpBuf {
+    pub const ZERO: JmpBuf = JmpBuf {
+        rbx: 0,
+        rsp: 0,
+        rbp: 0,
+        r12: 0,
+        r13: 0,
+        r14: 0,
+        r15: 0,
+        rip: 0,
+    };
+}
+
+const SKAS_PROCESS: [AbiFact; 13] = [
+    AbiFact::Size {
+        c_type: "struct uml_pt_regs",
+        value: size_of::<UmlPtRegs>(),
+    },
+    field("struct uml_pt_regs", "gp", offset_of!(UmlPtRegs, gp)),
+    field("struct uml_pt_regs", "fp", offset_of!(UmlPtRegs, fp)),
+    field(
+        "struct uml_pt_regs",
+        "faultinfo",
+        offset_of!(UmlPtRegs, faultinfo),
+    ),
+    field(
+        "struct uml_pt_regs",
+        "syscall",
+        offset_of!(UmlPtRegs, syscall),
+    ),
+    field(
+        "struct uml_pt_regs",
+        "is_user",
+        offset_of!(UmlPtRegs, is_user),
+    ),
+    AbiFact::Size {
+        c_type: "jmp_buf",
+        value: size_of::<JmpBuf>(),
+    },
+    field("struct __jmp_buf", "__rsp", offset_of!(JmpBuf, rsp)),
+    field("struct __jmp_buf", "__r12", offset_of!(JmpBuf, r12)),
+    field("struct __jmp_buf", "__rip", offset_of!(JmpBuf, rip)),
+    konst("NR_CPUS", crate::abi::skas::process::NR_CPUS as i64),
+    konst("HOST_FP_SIZE", crate::host::ptrace::FP_SIZE as i64),
+    konst("MAX_FP_NR", crate::host::ptrace::FP_SIZE as i64),
+];
 // ---- end skas ---------------------------------------------------------------
 
 /// The kernel headers (arch/um/include/shared) the guard includes.
@@ -414,6 +487,8 @@ pub const C_HEADERS: &[&str] = &[
     "skas/mm_id.h",
     "sysdep/faultinfo.h",
     "sysdep/stub.h",
+    "sysdep/archsetjmp.h",
+    "linux/threads.h",
 ];
 
 /// Every fact checked by the ABI guard.
@@ -426,6 +501,7 @@ pub fn abi_facts() -> Vec<AbiFact> {
     facts.extend_from_slice(&UTIL_TIME);
     facts.extend_from_slice(&REGISTERS);
     facts.extend_from_slice(&SKAS);
+    facts.extend_from_slice(&SKAS_PROCESS);
     facts
 }
 

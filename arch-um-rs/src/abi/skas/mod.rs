@@ -2,6 +2,7 @@
 //! C ABI replacing arch/um/os-Linux/skas/: user address spaces.
 
 pub mod mem;
+pub mod process;
 
 use core::ffi::c_int;
 
