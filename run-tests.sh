@@ -7,7 +7,8 @@
 #   2. setup: host packages, kernel source, patch series
 #   3. build the C-layer and the Rust-layer kernels from the same tree
 #   4. verify-link: every symbol of a migrated file comes from Rust, once
-#   5. the ABI guard rejects a deliberately wrong layout
+#   5. the ABI guard rejects a deliberately wrong layout, and the stub check
+#      a stub that refers outside its page
 #   6. the guest suite on the Rust kernel, then on the C kernel
 # Run as root on Debian (setup installs packages with apt-get).
 set -euo pipefail
@@ -27,7 +28,10 @@ harness build --os c
 harness build --os rust
 echo "== verify-link"
 harness verify-link --os rust
-echo "== ABI guard self-test"
+echo "== build self-tests (ABI guard, stub check)"
 harness abi-guard-selftest
+harness stub-check-selftest
+# The self-tests leave the objects rebuilt but vmlinux not relinked.
+harness build --os rust
 echo "== guest suite"
 harness test --os rust --os c

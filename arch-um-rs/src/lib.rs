@@ -19,3 +19,5 @@ pub mod abi;
 pub mod host;
 pub mod kernel;
 pub mod stub;
+#[cfg(feature = "guard-tool")]
+pub mod stubcheck;

@@ -38,6 +38,9 @@ pub enum Command {
     /// Show that the kernel build's ABI guard rejects a wrong Rust layout (needs a rust
     /// build).
     AbiGuardSelftest,
+    /// Show that the kernel build's stub check rejects a stub that refers outside its
+    /// page (needs a rust build).
+    StubCheckSelftest,
     /// Run the in-guest test suites.
     Test(TestArgs),
     /// Run the benchmarks.

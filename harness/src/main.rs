@@ -2,10 +2,10 @@
 //! uml-harness: builds, boots, tests and benchmarks UML kernels with the C and the Rust
 //! host layer. See `uml-harness --help`.
 
-mod abi_guard;
 mod archive;
 mod bench;
 mod boot;
+mod build_selftest;
 mod cli;
 mod initramfs;
 mod kbuild;
@@ -36,7 +36,8 @@ fn real_main() -> Result<i32> {
         Command::Run(a) => return boot::run(&ctx, &a),
         Command::VerifyLink(a) => verify_link::run(&ctx, &a)?,
         Command::Initramfs => initramfs::run(&ctx)?,
-        Command::AbiGuardSelftest => abi_guard::selftest(&ctx)?,
+        Command::AbiGuardSelftest => build_selftest::selftest(&ctx, &build_selftest::ABI_GUARD)?,
+        Command::StubCheckSelftest => build_selftest::selftest(&ctx, &build_selftest::STUB_CHECK)?,
         Command::Test(a) => suite::run(&ctx, &a)?,
         Command::Bench(mut a) => {
             if a.json.as_os_str().is_empty() {

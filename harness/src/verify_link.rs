@@ -50,6 +50,19 @@ pub fn parse_migrated(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The objects of the C build that a MIGRATED name stands for: the
+/// os-Linux file of that name, or for `stub` the two stub objects.
+pub fn c_objects(name: &str) -> Vec<String> {
+    if name == "stub" {
+        vec![
+            "arch/um/kernel/skas/stub.o".into(),
+            "arch/x86/um/stub_segv.o".into(),
+        ]
+    } else {
+        vec![format!("{OS_DIR}{name}.o")]
+    }
+}
+
 /// What was found for one symbol.
 #[derive(Debug, Clone)]
 pub struct SymbolReport {
@@ -71,6 +84,8 @@ pub struct FileReport {
 pub struct Report {
     pub files: Vec<FileReport>,
     pub problems: Vec<String>,
+    /// The stub check of the final `linux` (`uml-stub-check`), when it passed.
+    pub stub: Option<String>,
 }
 
 /// Judges the link of one build (`os` = "rust" or "c").
@@ -83,16 +98,18 @@ pub fn judge(
 ) -> Report {
     let mut report = Report::default();
     for (file, syms) in required {
-        let c_obj = format!("{OS_DIR}{file}.o");
+        let c_objs = c_objects(file);
         let mut fr = FileReport {
             name: file.clone(),
-            c_object_linked: members.contains(&c_obj),
+            c_object_linked: c_objs.iter().any(|o| members.contains(o)),
             ..Default::default()
         };
-        if os == "rust" && fr.c_object_linked {
-            report.problems.push(format!(
-                "{c_obj} (migrated) is linked: it is a member of vmlinux.a"
-            ));
+        if os == "rust" {
+            for c_obj in c_objs.iter().filter(|o| members.contains(*o)) {
+                report.problems.push(format!(
+                    "{c_obj} (migrated) is linked: it is a member of vmlinux.a"
+                ));
+            }
         }
         for s in syms {
             let defs = definers.get(s).cloned().unwrap_or_default();
@@ -113,9 +130,10 @@ pub fn judge(
                             "{s} ({file}.c): defined by the C object {obj}, not by the Rust layer ({RUST_DIR})"
                         ));
                     }
-                    if os == "c" && obj != &c_obj {
+                    if os == "c" && !c_objs.contains(obj) {
                         report.problems.push(format!(
-                            "{s} ({file}.c): defined by {obj}, expected {c_obj}"
+                            "{s} ({file}.c): defined by {obj}, expected {}",
+                            c_objs.join(" or ")
                         ));
                     }
                 }
@@ -266,16 +284,21 @@ pub fn verify(ctx: &Ctx, os: &str) -> Result<Report> {
     // The interface of each migrated file, from the C build.
     let mut required = BTreeMap::new();
     for name in &migrated {
-        let obj = c_out.join(OS_DIR).join(format!("{name}.o"));
-        let bytes = fs::read(&obj).with_context(|| {
-            format!(
-                "reading {} (the C build defines the interface of {name}.c: run `uml-harness \
-                 build --os c` first)",
-                obj.display()
-            )
-        })?;
-        let syms = archive::provided_interface(&bytes)
-            .with_context(|| format!("reading the symbols of {}", obj.display()))?;
+        let mut syms = Vec::new();
+        for rel in c_objects(name) {
+            let obj = c_out.join(&rel);
+            let bytes = fs::read(&obj).with_context(|| {
+                format!(
+                    "reading {} (the C build defines the interface of {name}: run `uml-harness \
+                     build --os c` first)",
+                    obj.display()
+                )
+            })?;
+            syms.extend(
+                archive::provided_interface(&bytes)
+                    .with_context(|| format!("reading the symbols of {}", obj.display()))?,
+            );
+        }
         required.insert(name.clone(), syms);
     }
     let wanted: HashSet<&String> = required.values().flatten().collect();
@@ -335,7 +358,25 @@ pub fn verify(ctx: &Ctx, os: &str) -> Result<Report> {
         .into_iter()
         .filter(|s| wanted.contains(s))
         .collect();
-    Ok(judge(os, &required, &definers, &final_syms, &members))
+    let mut report = judge(os, &required, &definers, &final_syms, &members);
+    // The stub page of the final link, whichever layer provided it.
+    match arch_um_rs::stubcheck::check_elf(&linux_bytes) {
+        Ok(r) => {
+            report.stub = Some(format!(
+                "stub page: {} of {} bytes, {} syscall instructions, functions: {}",
+                r.size,
+                arch_um_rs::stubcheck::STUB_LIMIT,
+                r.syscalls,
+                r.functions.join(" ")
+            ))
+        }
+        Err(errors) => report.problems.extend(
+            errors
+                .into_iter()
+                .map(|e| format!("stub check of linux: {e}")),
+        ),
+    }
+    Ok(report)
 }
 
 /// `uml-harness verify-link`.
@@ -349,6 +390,9 @@ pub fn run(ctx: &Ctx, args: &VerifyLinkArgs) -> Result<()> {
         report.files.len()
     );
     print!("{}", render(&report));
+    if let Some(stub) = &report.stub {
+        println!("\n{stub}");
+    }
     if report.problems.is_empty() {
         println!("\nverify-link: ok");
         return Ok(());

@@ -263,6 +263,31 @@ core::arch::global_asm!(
     fi_trap_no = const FI_TRAP_NO,
 );
 
+// `stub-check-selftest`: a stub that reads a static of the kernel image, which
+// is not mapped in user processes. The kernel build's stub check must reject
+// it (see `uml-harness stub-check-selftest`). Never enable otherwise.
+#[cfg(feature = "stub-check-selftest")]
+#[unsafe(no_mangle)]
+static um_rs_stub_selftest_outside: u64 = 0;
+#[cfg(feature = "stub-check-selftest")]
+core::arch::global_asm!(
+    ".pushsection .__syscall_stub, \"ax\", @progbits",
+    "mov rax, qword ptr [rip + um_rs_stub_selftest_outside]",
+    ".popsection",
+);
+
+// With the stub migrated (`stub` in MIGRATED), the C stub objects are not
+// built and the crate's handlers also carry their C names.
+#[cfg(feature = "os-stub")]
+core::arch::global_asm!(
+    ".globl stub_syscall_handler",
+    ".type stub_syscall_handler, @function",
+    ".set stub_syscall_handler, um_rs_stub_syscall_handler",
+    ".globl stub_segv_handler",
+    ".type stub_segv_handler, @function",
+    ".set stub_segv_handler, um_rs_stub_segv_handler",
+);
+
 unsafe extern "C" {
     static um_rs_stub_start: u8;
     static um_rs_stub_end: u8;
