@@ -78,6 +78,15 @@ pub extern "C" fn os_process_parent(pid: c_int) -> c_int {
     })
 }
 
+/// A killed process's pid may come back: the trap loop's record of what a
+/// process holds must not outlive it.
+fn forget_host_regs(pid: c_int) {
+    crate::abi::skas::host_regs(|c| {
+        c.gp_changed(pid);
+        c.fp_changed(pid);
+    });
+}
+
 #[cfg_attr(feature = "os-process", unsafe(no_mangle))]
 pub extern "C" fn os_alarm_process(pid: c_int) {
     ptrace::kill(pid, libc::SIGALRM);
@@ -91,6 +100,7 @@ pub extern "C" fn os_stop_process(pid: c_int) {
 /// SIGKILLs `pid` and, if `reap_child`, waits for it.
 #[cfg_attr(feature = "os-process", unsafe(no_mangle))]
 pub extern "C" fn os_kill_process(pid: c_int, reap_child: c_int) {
+    forget_host_regs(pid);
     ptrace::kill(pid, libc::SIGKILL);
     if reap_child != 0 {
         ptrace::reap(pid);
@@ -100,6 +110,7 @@ pub extern "C" fn os_kill_process(pid: c_int, reap_child: c_int) {
 /// Kills a traced child by every means (see [`ptrace::kill_traced`]).
 #[cfg_attr(feature = "os-process", unsafe(no_mangle))]
 pub extern "C" fn os_kill_ptraced_process(pid: c_int, reap_child: c_int) {
+    forget_host_regs(pid);
     ptrace::kill_traced(pid, reap_child != 0);
 }
 

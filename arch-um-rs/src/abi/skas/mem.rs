@@ -81,7 +81,10 @@ impl StubRunner for KernelRunner {
     fn run(&mut self, pid: c_int) {
         // SAFETY: SYSCALL_REGS is only written by the initcall, before any address space exists.
         let regs = unsafe { &*SYSCALL_REGS.as_ptr() };
-        if let Err(e) = crate::host::skas::run_syscall_stub(pid, regs) {
+        let result = crate::host::skas::run_syscall_stub(pid, regs);
+        // The stub ran with its own general registers (it leaves FP alone).
+        super::host_regs(|c| c.gp_changed(pid));
+        if let Err(e) = result {
             super::stub_failed("do_syscall_stub", pid, e);
         }
     }

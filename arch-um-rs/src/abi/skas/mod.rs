@@ -8,8 +8,21 @@ use core::ffi::c_int;
 
 use crate::host::ptrace::{self, GpRegs, MAX_REG_NR};
 use crate::host::skas::StubError;
+use crate::host::skas::regcache::RegsCache;
+use crate::host::util::HostCell;
 use crate::kernel::Level;
 use crate::klog;
+
+/// What the registers of the current user process hold on the host (see
+/// [`RegsCache`]). Only the kernel thread touches it: the trap loop, stub
+/// runs, and the creation and killing of user processes.
+static HOST_REGS: HostCell<RegsCache> = HostCell::new(RegsCache::new());
+
+/// Runs `f` on [`HOST_REGS`].
+pub(crate) fn host_regs<R>(f: impl FnOnce(&mut RegsCache) -> R) -> R {
+    // SAFETY: the kernel thread is the only user (see HOST_REGS); `f` does not re-enter.
+    unsafe { HOST_REGS.with(f) }
+}
 
 /// The register names of a dump, in `PTRACE_GETREGS` order.
 const REG_NAMES: [&str; MAX_REG_NR] = [

@@ -5,6 +5,7 @@
 use core::ffi::{c_int, c_long, c_ulong, c_void};
 
 use crate::abi::layout::{JmpBuf, UmlPtRegs};
+use crate::abi::skas::host_regs;
 use crate::host::ptrace::{self, FpRegs, reg};
 use crate::host::skas::{self, StubPages};
 use crate::kernel::Level;
@@ -73,6 +74,8 @@ pub extern "C" fn start_userspace(stub_stack: c_ulong) -> c_int {
         data_offset,
         segv_handler: loc.segv_handler,
     };
+    // A new process may reuse the pid of one the trap loop knew.
+    crate::abi::skas::host_regs(|c| c.forget());
     match skas::start_userspace(&pages) {
         Ok(pid) => pid,
         Err(e) => {
@@ -107,27 +110,32 @@ pub extern "C" fn start_userspace(stub_stack: c_ulong) -> c_int {
 }
 
 /// Records a page fault of `pid` (stopped with SIGSEGV) through the stub's
-/// handler. The handler may change the FP registers, so they are saved in
-/// `aux_fp` and restored, as the C layer does.
-fn get_skas_faultinfo(pid: c_int, fi: &mut FaultInfo, aux_fp: &mut FpRegs) {
-    use crate::kernel::arch;
-    let err = arch::get_fp(pid, aux_fp);
-    if err < 0 {
-        klog!(Level::Err, "save_fp_registers returned {err}");
-        crate::abi::skas::fatal_sigsegv();
-    }
+/// SIGSEGV handler.
+///
+/// Signal delivery resets the FP state and the handler runs with its own
+/// general registers. The C layer saves the FP state before and restores
+/// it after (two XSTATE calls more per fault); here `fp`, read at the stop
+/// just before, is written back once, so the process holds the user's
+/// state again whenever the kernel looks.
+fn get_skas_faultinfo(pid: c_int, fi: &mut FaultInfo, fp: &FpRegs) {
     // SAFETY: the current mm's stub data area is mapped in the kernel at current_stub_stack().
     let stack = unsafe { kernel_side::current_stub_stack() } as *const c_void;
     // SAFETY: as above.
-    match unsafe { skas::capture_fault(pid, stack) } {
+    let result = unsafe { skas::capture_fault(pid, stack) };
+    crate::abi::skas::host_regs(|c| {
+        c.gp_changed(pid);
+        c.fp_changed(pid);
+    });
+    match result {
         Ok(info) => *fi = info,
         Err(e) => crate::abi::skas::stub_failed("get_skas_faultinfo", pid, e),
     }
-    let err = arch::put_fp(pid, aux_fp);
+    let err = crate::kernel::arch::put_fp(pid, fp);
     if err < 0 {
         klog!(Level::Err, "put_fp_registers returned {err}");
         crate::abi::skas::fatal_sigsegv();
     }
+    crate::abi::skas::host_regs(|c| c.holds_fp(pid, fp));
 }
 
 /// `fatal_sigsegv` after a failed ptrace step of the trap loop.
@@ -154,9 +162,13 @@ fn trap_loop_failed(what: &str, e: nix::errno::Errno) -> ! {
 pub unsafe extern "C" fn userspace(regs: *mut UmlPtRegs, aux_fp_regs: *mut c_ulong) -> ! {
     use crate::kernel::arch;
     use kernel_side as k;
-    // SAFETY: per the contract; these stay valid while the thread lives.
-    let (regs, aux_fp) = unsafe { (&mut *regs, &mut *aux_fp_regs.cast::<FpRegs>()) };
+    // SAFETY: per the contract; it stays valid while the thread lives.
+    let regs = unsafe { &mut *regs };
+    // The C layer's spare FP buffer for the fault path; not needed here.
+    let _ = aux_fp_regs;
     let mut pid = super::current_pid();
+    let stub = crate::abi::skas::mem::stub_location();
+    let stub_range = stub.code as usize..stub.data as usize + crate::stub::STUB_DATA_SIZE;
     let mut si: libc::siginfo_t = {
         // SAFETY: siginfo_t is plain data; all-zero is a valid value.
         unsafe { core::mem::zeroed() }
@@ -183,14 +195,23 @@ pub unsafe extern "C" fn userspace(regs: *mut UmlPtRegs, aux_fp_regs: *mut c_ulo
             crate::abi::skas::fatal_sigsegv();
         }
 
-        // This fails legitimately if the process loaded a bogus segment
+        // Load what the process does not hold already. Setting the general
+        // registers fails legitimately if the process loaded a bogus segment
         // register: nothing to do then but kill it.
-        if let Err(e) = ptrace::set_regs(pid, &regs.gp) {
-            trap_loop_failed("ptrace set regs", e);
+        let (load_gp, load_fp) =
+            host_regs(|c| (c.gp_differs(pid, &regs.gp), c.fp_differs(pid, &regs.fp)));
+        if load_gp {
+            if let Err(e) = ptrace::set_regs(pid, &regs.gp) {
+                trap_loop_failed("ptrace set regs", e);
+            }
+            host_regs(|c| c.holds_gp(pid, &regs.gp));
         }
-        let err = arch::put_fp(pid, &regs.fp);
-        if err != 0 {
-            trap_loop_failed("ptrace set fp regs", nix::errno::Errno::from_raw(-err));
+        if load_fp {
+            let err = arch::put_fp(pid, &regs.fp);
+            if err != 0 {
+                trap_loop_failed("ptrace set fp regs", nix::errno::Errno::from_raw(-err));
+            }
+            host_regs(|c| c.holds_fp(pid, &regs.fp));
         }
         // SAFETY: kernel entry point.
         let op = if unsafe { k::singlestepping() } != 0 {
@@ -219,6 +240,10 @@ pub unsafe extern "C" fn userspace(regs: *mut UmlPtRegs, aux_fp_regs: *mut c_ulo
         if err != 0 {
             trap_loop_failed("get_fp_registers", nix::errno::Errno::from_raw(-err));
         }
+        host_regs(|c| {
+            c.holds_gp(pid, &regs.gp);
+            c.holds_fp(pid, &regs.fp);
+        });
         regs.syscall = -1; // Assume it is not a system call.
 
         let Some(sig) = ptrace::stop_signal(status) else {
@@ -240,7 +265,7 @@ pub unsafe extern "C" fn userspace(regs: *mut UmlPtRegs, aux_fp_regs: *mut c_ulo
         let handler = k::sig_handler;
         match sig {
             libc::SIGSEGV => {
-                get_skas_faultinfo(pid, &mut regs.faultinfo, aux_fp);
+                get_skas_faultinfo(pid, &mut regs.faultinfo, &regs.fp);
                 if let Some(h) = handler(libc::SIGSEGV) {
                     // SAFETY: the kernel's SIGSEGV handler with our siginfo and registers.
                     unsafe { h(libc::SIGSEGV, &mut si, regs) };
@@ -248,13 +273,17 @@ pub unsafe extern "C" fn userspace(regs: *mut UmlPtRegs, aux_fp_regs: *mut c_ulo
             }
             s if s == libc::SIGTRAP | 0x80 => {
                 // A system call. One from inside the stub is a stub bug.
-                let ip = regs.gp[reg::IP] as usize;
-                let loc = crate::abi::skas::mem::stub_location();
-                if ip >= loc.code as usize && ip < loc.data as usize + crate::stub::STUB_DATA_SIZE {
+                if stub_range.contains(&(regs.gp[reg::IP] as usize)) {
                     crate::abi::skas::fatal_sigsegv();
                 }
+                let nr = regs.gp[reg::ORIG_AX];
                 // SAFETY: kernel entry point with the thread's registers.
                 unsafe { k::handle_syscall(regs) };
+                if nr == libc::SYS_ptrace as c_ulong {
+                    // PTRACE_SETFPREGS of the guest writes the host process's FP
+                    // state directly (x86/um/ptrace_64.c), not the kernel's copy.
+                    host_regs(|c| c.forget());
+                }
             }
             // SAFETY: kernel entry point with our siginfo and registers.
             libc::SIGTRAP => unsafe { k::relay_signal(libc::SIGTRAP, &mut si, regs) },

@@ -13,6 +13,7 @@
 //! switch, on 16 KiB kernel stacks.
 
 pub mod batch;
+pub mod regcache;
 
 use core::ffi::{c_int, c_ulong, c_void};
 
