@@ -14,6 +14,8 @@
 
 pub mod batch;
 pub mod regcache;
+#[cfg(not(feature = "kernel"))]
+pub mod testbed;
 
 use core::ffi::{c_int, c_ulong, c_void};
 

@@ -3,220 +3,37 @@
 //! [`start_userspace`], with the crate's own stub mapped in them.
 
 use core::ffi::{c_int, c_ulong, c_void};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
-use super::batch::{self, StubRunner};
+use super::batch;
+use super::testbed::*;
 use super::*;
 use crate::host::ptrace::{self, MAX_REG_NR, reg};
 use crate::stub::{self, MmId, PAGE_SIZE, StubData, syscall_type};
 
-// Code for the user process to run in tests: a write and a read of the
-// address in rdi, and a getpid whose result lands in rbx. Each ends in int3.
-core::arch::global_asm!(
-    ".pushsection .text.um_rs_skas_test, \"ax\", @progbits",
-    ".globl um_rs_test_write_fault",
-    "um_rs_test_write_fault:",
-    "mov byte ptr [rdi], 1",
-    "int3",
-    ".globl um_rs_test_read_fault",
-    "um_rs_test_read_fault:",
-    "mov al, byte ptr [rdi]",
-    "int3",
-    ".globl um_rs_test_getpid",
-    "um_rs_test_getpid:",
-    "mov eax, {nr_getpid}",
-    "syscall",
-    "mov rbx, rax",
-    "int3",
-    ".popsection",
-    nr_getpid = const libc::SYS_getpid,
-);
-unsafe extern "C" {
-    fn um_rs_test_write_fault();
-    fn um_rs_test_read_fault();
-    fn um_rs_test_getpid();
-}
-
-/// A reserved (PROT_NONE) range of this process; the forked user process
-/// has the same range, free for MAP_FIXED.
-struct Reserved {
-    base: *mut c_void,
-    len: usize,
-}
-
-impl Reserved {
-    fn new(len: usize) -> Reserved {
-        // SAFETY: a fresh inaccessible reservation, unmapped on drop.
-        let base = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                len,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(base, libc::MAP_FAILED);
-        Reserved { base, len }
-    }
-    fn addr(&self) -> usize {
-        self.base as usize
-    }
-}
-
-impl Drop for Reserved {
-    fn drop(&mut self) {
-        // SAFETY: our own reservation.
-        unsafe { libc::munmap(self.base, self.len) };
-    }
-}
-
-/// The memory file: the stub code at offset 0, the data area at 8 KiB,
-/// free pages from 16 KiB for the batches to map.
-const DATA_OFFSET: u64 = 8192;
-const FREE_OFFSET: u64 = 16384;
-
-/// A user process with the stub, as the kernel makes them, and the
-/// kernel-side view of its data area.
-struct UserProcess {
-    pid: c_int,
-    mem: OwnedFd,
-    data: *mut StubData,
-    code_addr: usize,
-    data_addr: usize,
-    target: Reserved,
-    _stub_area: Reserved,
-    syscall_regs: ptrace::GpRegs,
-}
-
-impl UserProcess {
-    fn start() -> UserProcess {
-        let mem =
-            crate::host::physmem::create_at(&crate::host::physmem::Place::Memfd, 1 << 20).unwrap();
-        let code = stub::code();
-        nix::sys::uio::pwrite(&mem, code.bytes(), 0).unwrap();
-        // The data area must be STUB_DATA_SIZE aligned in the user process;
-        // the code page sits just below it, as STUB_CODE and STUB_DATA do.
-        let area = Reserved::new(4 * stub::STUB_DATA_SIZE);
-        let data_addr = (area.addr() + 2 * stub::STUB_DATA_SIZE) & !(stub::STUB_DATA_SIZE - 1);
-        let code_addr = data_addr - PAGE_SIZE;
-        // SAFETY: a shared view of the data area in this process, unmapped in Drop.
-        let data = unsafe {
-            libc::mmap64(
-                core::ptr::null_mut(),
-                stub::STUB_DATA_SIZE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                mem.as_raw_fd(),
-                DATA_OFFSET as i64,
-            )
-        };
-        assert_ne!(data, libc::MAP_FAILED);
-        let pages = StubPages {
-            code_addr: code_addr as c_ulong,
-            code_fd: mem.as_raw_fd(),
-            code_offset: 0,
-            data_addr: data_addr as c_ulong,
-            data_fd: mem.as_raw_fd(),
-            data_offset: DATA_OFFSET,
-            segv_handler: code.segv_handler as c_ulong,
-        };
-        let target = Reserved::new(64 * PAGE_SIZE);
-        let pid = {
-            let _g = crate::host::util::test_support::fork_lock();
-            start_userspace(&pages).unwrap()
-        };
-        let mut syscall_regs = [0; MAX_REG_NR];
-        ptrace::get_regs(pid, &mut syscall_regs).unwrap();
-        syscall_regs[reg::IP] = (code_addr + code.syscall_handler) as c_ulong;
-        syscall_regs[reg::SP] = stub::syscall_handler_sp(data_addr) as c_ulong;
-        UserProcess {
-            pid,
-            mem,
-            data: data.cast(),
-            code_addr,
-            data_addr,
-            target,
-            _stub_area: area,
-            syscall_regs,
-        }
-    }
-
-    fn mm(&self) -> MmId {
-        MmId {
-            pid: self.pid,
-            stack: self.data as c_ulong,
-            syscall_data_len: 0,
-        }
-    }
-
-    fn data(&self) -> &'static mut StubData {
-        // SAFETY: the shared data mapping lives as long as the process; tests use one view at a time.
-        unsafe { &mut *self.data }
-    }
-
-    /// The user process's mappings in the target range: (offset in the
-    /// range, length, "rwxs" permissions).
-    fn target_maps(&self) -> Vec<(usize, usize, String)> {
-        let maps = procfs::process::Process::new(self.pid)
-            .unwrap()
-            .maps()
-            .unwrap();
-        let lo = self.target.addr() as u64;
-        let hi = lo + self.target.len as u64;
-        maps.into_iter()
-            .filter(|m| m.address.0 >= lo && m.address.1 <= hi && m.perms.as_str() != "---p")
-            .map(|m| {
-                (
-                    (m.address.0 - lo) as usize,
-                    (m.address.1 - m.address.0) as usize,
-                    m.perms.as_str(),
-                )
-            })
-            .collect()
-    }
-
-    /// Runs the user process from `ip` with `rdi` until it stops; the stop.
-    fn run_at(&self, ip: usize, rdi: usize, req: c_int) -> c_int {
-        let mut regs = self.syscall_regs;
-        regs[reg::IP] = ip as c_ulong;
-        regs[reg::DI] = rdi as c_ulong;
-        ptrace::set_regs(self.pid, &regs).unwrap();
-        ptrace::resume(req, self.pid, 0).unwrap();
-        ptrace::wait_stopped(self.pid).unwrap()
-    }
-}
-
-impl Drop for UserProcess {
-    fn drop(&mut self) {
-        ptrace::kill_traced(self.pid, true);
-        // SAFETY: our shared view of the data area.
-        unsafe { libc::munmap(self.data.cast(), stub::STUB_DATA_SIZE) };
-    }
-}
-
-#[derive(Default)]
-struct Runner {
-    regs: Option<ptrace::GpRegs>,
-    runs: usize,
-    errors: Vec<(c_int, i64, u32)>,
-}
-
-impl StubRunner for Runner {
-    fn run(&mut self, pid: c_int) {
-        self.runs += 1;
-        run_syscall_stub(pid, self.regs.as_ref().unwrap()).unwrap();
-    }
-    fn report_error(&mut self, _mm: &MmId, data: &StubData) {
-        let i = data.syscall_data_len;
-        self.errors
-            .push((i, data.err, data.syscall_data.0[i as usize].syscall));
-    }
-}
-
 fn q<'a>(mm: &'a mut MmId, data: &'a mut StubData, runner: &'a mut Runner) -> batch::Queue<'a> {
     batch::Queue { mm, data, runner }
+}
+
+/// The user process's mappings in the target range: (offset in the
+/// range, length, "rwxs" permissions).
+fn target_maps(p: &UserProcess) -> Vec<(usize, usize, String)> {
+    let maps = procfs::process::Process::new(p.pid)
+        .unwrap()
+        .maps()
+        .unwrap();
+    let lo = p.target.addr() as u64;
+    let hi = lo + p.target.len as u64;
+    maps.into_iter()
+        .filter(|m| m.address.0 >= lo && m.address.1 <= hi && m.perms.as_str() != "---p")
+        .map(|m| {
+            (
+                (m.address.0 - lo) as usize,
+                (m.address.1 - m.address.0) as usize,
+                m.perms.as_str(),
+            )
+        })
+        .collect()
 }
 
 fn rw() -> c_int {
@@ -246,7 +63,8 @@ fn batch_is_applied_by_the_stub_and_merged() {
         regs: Some(p.syscall_regs),
         ..Default::default()
     };
-    let (mut mm, data) = (p.mm(), p.data());
+    // SAFETY: the only view of this process's data area in the test.
+    let (mut mm, data) = (p.mm(), unsafe { p.data() });
     let t = p.target.addr() as c_ulong;
     let pg = PAGE_SIZE as c_ulong;
     let fd = p.mem.as_raw_fd();
@@ -264,7 +82,7 @@ fn batch_is_applied_by_the_stub_and_merged() {
     assert_eq!(run.runs, 0, "nothing runs before the flush");
     assert_eq!(q(&mut mm, data, &mut run).flush(), 0);
     assert_eq!((run.runs, mm.syscall_data_len), (1, 0));
-    let maps = p.target_maps();
+    let maps = target_maps(&p);
     let pgu = PAGE_SIZE;
     assert_eq!(
         maps,
@@ -302,7 +120,8 @@ fn full_batch_runs_before_more_is_queued() {
         regs: Some(p.syscall_regs),
         ..Default::default()
     };
-    let (mut mm, data) = (p.mm(), p.data());
+    // SAFETY: the only view of this process's data area in the test.
+    let (mut mm, data) = (p.mm(), unsafe { p.data() });
     let t = p.target.addr() as c_ulong;
     // Alternate protections so that nothing merges.
     for i in 0..stub::STUB_SYSCALLS as c_ulong + 1 {
@@ -333,7 +152,8 @@ fn failed_request_is_reported_once_with_its_index() {
         regs: Some(p.syscall_regs),
         ..Default::default()
     };
-    let (mut mm, data) = (p.mm(), p.data());
+    // SAFETY: the only view of this process's data area in the test.
+    let (mut mm, data) = (p.mm(), unsafe { p.data() });
     let t = p.target.addr() as c_ulong;
     let pg = PAGE_SIZE as c_ulong;
     q(&mut mm, data, &mut run).map(t, pg, rw(), p.mem.as_raw_fd(), FREE_OFFSET);
@@ -346,7 +166,7 @@ fn failed_request_is_reported_once_with_its_index() {
         vec![(1, -libc::EINVAL as i64, syscall_type::MUNMAP)]
     );
     assert_eq!(
-        p.target_maps().len(),
+        target_maps(&p).len(),
         1,
         "requests after the failed one were not run"
     );
@@ -363,7 +183,8 @@ fn error_is_kept_until_the_flush_and_later_requests_dropped() {
         regs: Some(p.syscall_regs),
         ..Default::default()
     };
-    let (mut mm, data) = (p.mm(), p.data());
+    // SAFETY: the only view of this process's data area in the test.
+    let (mut mm, data) = (p.mm(), unsafe { p.data() });
     let t = p.target.addr() as c_ulong;
     for i in 0..stub::STUB_SYSCALLS as c_ulong {
         // Every request fails: mprotect of an address with no mapping.
@@ -390,10 +211,7 @@ fn error_is_kept_until_the_flush_and_later_requests_dropped() {
 fn faults_are_captured_with_address_and_access() {
     let p = UserProcess::start();
     let addr = p.target.addr() + 5 * PAGE_SIZE + 0x123;
-    for (code, write) in [
-        (um_rs_test_write_fault as *const () as usize, true),
-        (um_rs_test_read_fault as *const () as usize, false),
-    ] {
+    for (code, write) in [(write_fault_code(), true), (read_fault_code(), false)] {
         let status = p.run_at(code, addr, libc::PTRACE_CONT as c_int);
         assert_eq!(ptrace::stop_signal(status), Some(libc::SIGSEGV));
         // SAFETY: `p.data` is our view of the process's data area.
@@ -413,11 +231,7 @@ fn faults_are_captured_with_address_and_access() {
 #[test]
 fn syscall_is_intercepted_with_sysemu() {
     let p = UserProcess::start();
-    let status = p.run_at(
-        um_rs_test_getpid as *const () as usize,
-        0,
-        ptrace::PTRACE_SYSEMU,
-    );
+    let status = p.run_at(getpid_code(), 0, ptrace::PTRACE_SYSEMU);
     assert_eq!(ptrace::stop_signal(status), Some(libc::SIGTRAP | 0x80));
     let mut regs = [0; MAX_REG_NR];
     ptrace::get_regs(p.pid, &mut regs).unwrap();
