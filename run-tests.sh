@@ -20,6 +20,8 @@ echo "== cargo test"
 cargo test --workspace --locked
 cargo test --locked --manifest-path tests/guest/Cargo.toml
 cargo build --release --locked -p uml-harness
+# The criterion benchmarks are built, never timed, in CI.
+cargo bench --locked -p uml-bench --no-run
 
 echo "== setup"
 harness setup
