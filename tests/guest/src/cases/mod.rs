@@ -2,6 +2,7 @@
 //! The in-guest test cases, in the order they run.
 
 mod dynexec;
+mod fpstate;
 mod ipc;
 mod isolated;
 mod memory;
@@ -140,6 +141,10 @@ static EXEC_DYNAMIC: Case<Config> = Case {
     name: "exec_dynamic",
     run: dynexec::exec_dynamic,
 };
+static FP_STATE: Case<Config> = Case {
+    name: "fp_state",
+    run: fpstate::fp_state,
+};
 static HOST_SYNC: Case<Config> = Case {
     name: "host_sync",
     run: storage::host_sync,
@@ -164,6 +169,7 @@ pub fn all() -> Vec<&'static Case<Config>> {
         &SIGNAL_STACK,
         &PTRACE,
         &EXEC_DYNAMIC,
+        &FP_STATE,
         &HOST_SYNC,
     ]
 }
