@@ -421,6 +421,11 @@ impl Guest {
         self.console.lock().all()
     }
 
+    /// The kernel's panic line, if it printed one.
+    pub fn panic_line(&self) -> Option<String> {
+        self.console.lock().panic.clone()
+    }
+
     fn poll_exit(&mut self) {
         if self.status.is_none() {
             if let Ok(st) = waitpid(self.pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
@@ -447,25 +452,52 @@ impl Guest {
     /// Returns once `needle` appeared on the console; fails on a panic, the kernel's
     /// exit, an interruption or after `timeout`.
     pub fn wait_for_console(&mut self, needle: &str, timeout: Duration) -> Result<()> {
+        self.wait_for_console_count(needle, 1, timeout)
+    }
+
+    /// Returns once `needle` appeared `n` times on the console (counting from the
+    /// start of the boot, e.g. a payload started again after a reboot); fails like
+    /// [`Guest::wait_for_console`].
+    pub fn wait_for_console_count(
+        &mut self,
+        needle: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<()> {
         let deadline = Instant::now() + timeout;
+        // Complete lines never change: count their matches once, from `from` on.
         let mut from = 0usize;
+        let mut seen = 0usize;
         let mut exited_at: Option<Instant> = None;
         loop {
             self.poll_exit();
             {
                 let console = Arc::clone(&self.console);
                 let g = console.lock();
-                // Search only what is new since the last look (plus an overlap).
-                let mut start = from.saturating_sub(needle.len());
+                while let Some(i) = g.text[from..].find(needle) {
+                    seen += 1;
+                    from += i + needle.len();
+                }
+                if seen >= n {
+                    return Ok(());
+                }
+                // The next match may straddle the last complete line and the partial one.
+                let mut start = from.max(g.text.len().saturating_sub(needle.len()));
                 while !g.text.is_char_boundary(start) {
                     start -= 1;
                 }
+                from = start;
                 let mut fresh = g.text[start..].to_string();
                 fresh.push_str(&String::from_utf8_lossy(&g.partial));
-                if fresh.contains(needle) {
+                let total = seen + fresh.matches(needle).count();
+                if total >= n {
                     return Ok(());
                 }
-                from = g.text.len();
+                let what = if n == 1 {
+                    format!("{needle:?}")
+                } else {
+                    format!("{needle:?} {n} times (seen {total})")
+                };
                 if let Some(p) = g.panic.clone() {
                     drop(g);
                     return Err(self.failure(format!("the guest kernel panicked: {p}")));
@@ -479,7 +511,7 @@ impl Guest {
                     // message gives its real status, not a race with waitpid.
                     self.wait_for_exit(Duration::from_secs(2));
                     return Err(self.failure(format!(
-                        "the kernel {} before printing {needle:?}",
+                        "the kernel {} before printing {what}",
                         describe_status(self.status)
                     )));
                 }
@@ -491,7 +523,7 @@ impl Guest {
                 if now >= deadline {
                     drop(g);
                     return Err(self.failure(format!(
-                        "{needle:?} did not appear on the console within {}s",
+                        "{what} did not appear on the console within {}s",
                         timeout.as_secs()
                     )));
                 }
@@ -605,6 +637,14 @@ impl Guest {
             bail!("{} still exists after cleanup", self.uml_dir.display());
         }
         Ok(())
+    }
+
+    /// Ends the guest without waiting for the payload (after a halt or a panic the
+    /// kernel is gone already): kills what is left of its group, reaps it and removes
+    /// the uml_dir. Returns how the kernel ended (e.g. `exited with status 0`).
+    pub fn stop(mut self) -> Result<String> {
+        self.cleanup()?;
+        Ok(describe_status(self.status))
     }
 }
 
@@ -795,6 +835,30 @@ mod tests {
             e.contains("exited with status 0 before printing \"never\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn waits_for_the_nth_console_match() {
+        // The second match straddles two writes and ends on a partial line.
+        let (_t, spec) = fake(
+            "echo 'mark one'; sleep 0.3; printf 'ma'; sleep 0.3; printf 'rk two'; \
+             exec sleep 100",
+            20,
+        );
+        let mut g = Guest::start_with_initrd(&spec, Path::new("/x")).unwrap();
+        g.wait_for_console_count("mark", 2, Duration::from_secs(10))
+            .unwrap();
+        assert!(g.console_so_far().ends_with("mark two"));
+        let e = format!(
+            "{:#}",
+            g.wait_for_console_count("mark", 3, Duration::from_secs(1))
+                .unwrap_err()
+        );
+        assert!(
+            e.contains("\"mark\" 3 times (seen 2) did not appear on the console within 1s"),
+            "{e}"
+        );
+        assert_eq!(g.stop().unwrap(), "was killed by SIGKILL");
     }
 
     #[test]

@@ -11,11 +11,13 @@ mod initramfs;
 mod kbuild;
 mod kernel_src;
 mod paths;
+mod physmem;
 mod protocol;
 mod setup;
 mod signals;
 mod suite;
 mod sys;
+mod teardown;
 mod verify_link;
 
 use std::process::ExitCode;

@@ -15,9 +15,14 @@
 //!    kernel's pid, `mconsole` socket) and asks the management console for
 //!    its version with `uml_mconsole`; then it creates `go`.
 //! 4. After the payload's exit marker: the kernel process exits by itself
-//!    and its umid directory is gone; the ubd image holds the guest's
-//!    pattern; the hostfs files written by the guest have the expected
-//!    content.
+//!    and its umid directory is gone; none of its host processes (recorded
+//!    while it ran) survives and nothing holds its memory file
+//!    (`host_exit_no_leftovers`, see [`crate::teardown`]); the ubd image holds
+//!    the guest's pattern; the hostfs files written by the guest have the
+//!    expected content.
+//! 5. Three short boots check the same after an mconsole `halt`, across an
+//!    mconsole `reboot`, and after a guest panic (`host_halt_no_leftovers`,
+//!    `host_reboot_no_leftovers`, `host_panic_no_leftovers`).
 //!
 //! The console is echoed live. After each kernel one KTAP v1 stream reports
 //! the guest's own cases (parsed from the console) and the host checks;
@@ -35,6 +40,8 @@ use anyhow::{Context, Result, bail};
 use crate::boot::{self, BootSpec, Guest};
 use crate::cli::TestArgs;
 use crate::paths::Ctx;
+use crate::physmem;
+use crate::teardown;
 
 // The guest's byte patterns and storage protocol, compiled from the guest's
 // own sources so that both sides share one definition.
@@ -53,7 +60,7 @@ fn pattern_bytes(seed: u64, len: usize) -> Vec<u8> {
 mod guest_protocol;
 
 /// The protocol with the guest: the shared constants, plus the harness's own.
-mod proto {
+pub(crate) mod proto {
     pub use super::guest_protocol::*;
 
     /// Path of the guest program in the initramfs.
@@ -105,11 +112,11 @@ pub struct Report {
 }
 
 impl Report {
-    fn add(&mut self, name: &str, status: Status) {
+    pub(crate) fn add(&mut self, name: &str, status: Status) {
         self.cases.push((name.to_string(), status));
     }
 
-    fn check(&mut self, name: &str, r: Result<()>) {
+    pub(crate) fn check(&mut self, name: &str, r: Result<()>) {
         match r {
             Ok(()) => self.add(name, Status::Pass),
             Err(e) => {
@@ -383,7 +390,7 @@ fn check_umid_dir(guest: &Guest) -> Result<()> {
 }
 
 /// Runs `uml_mconsole <socket> ARGS` with a time limit; returns its stdout.
-fn mconsole(socket: &Path, args: &[&str]) -> Result<String> {
+pub(crate) fn mconsole(socket: &Path, args: &[&str]) -> Result<String> {
     let mut child = Command::new("uml_mconsole")
         .arg(socket)
         .args(args)
@@ -456,7 +463,7 @@ fn check_mconsole_version(guest: &Guest, diags: &mut Vec<String>) -> Result<()> 
 }
 
 /// Tells the waiting guest to go on: the go-file appears atomically.
-fn release_guest(hostfs: &Path, note: &str) -> Result<()> {
+pub(crate) fn release_guest(hostfs: &Path, note: &str) -> Result<()> {
     let tmp = hostfs.join(".go.tmp");
     fs::write(&tmp, note).with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, hostfs.join(proto::GO_FILE)).context("renaming the go-file")?;
@@ -464,9 +471,10 @@ fn release_guest(hostfs: &Path, note: &str) -> Result<()> {
 }
 
 /// Waits until the kernel's main process has exited (a zombie: the harness
-/// reaps it later), so that the umid directory can be checked before the
-/// harness's own clean-up removes it.
-fn wait_kernel_exit(pid: i32, limit: Duration) -> Result<()> {
+/// reaps it later), so that the umid directory and the kernel's other host
+/// processes can be checked before the harness's own clean-up removes and
+/// kills them.
+pub(crate) fn wait_kernel_exit(pid: i32, limit: Duration) -> Result<()> {
     let deadline = Instant::now() + limit;
     let stat = format!("/proc/{pid}/stat");
     loop {
@@ -484,7 +492,7 @@ fn wait_kernel_exit(pid: i32, limit: Duration) -> Result<()> {
         }
         if Instant::now() > deadline {
             bail!(
-                "the kernel (pid {pid}) had not exited {}s after the payload ended",
+                "the kernel (pid {pid}) had not exited within {}s",
                 limit.as_secs()
             );
         }
@@ -640,6 +648,15 @@ fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
             return (title, rep);
         }
     };
+    // Records the kernel's host processes and memory file while it runs.
+    let mut leftovers = teardown::Findings::default();
+    let mut tracker = match teardown::Tracker::start(guest.pid()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            leftovers.problem(format!("{e:#}"));
+            None
+        }
+    };
 
     // While the guest waits in host_sync.
     let mut diags = Vec::new();
@@ -679,6 +696,17 @@ fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
     let exited = guest
         .wait_for_console(crate::protocol::EXIT_PREFIX, left)
         .and_then(|()| wait_kernel_exit(guest.pid(), Duration::from_secs(20)));
+    // Before the harness reaps the kernel and kills its process group.
+    let t = Instant::now();
+    match (&exited, tracker.as_mut()) {
+        (Ok(()), Some(tr)) => {
+            teardown::check_after_exit(tr, guest.pid(), false, "after exit", &mut leftovers)
+        }
+        (Err(_), _) => leftovers.problem("not run: the kernel did not exit by itself"),
+        (Ok(()), None) => {}
+    }
+    drop(tracker);
+    let check_time = t.elapsed();
     host.check(
         "host_umid_dir_removed",
         exited.and_then(|()| {
@@ -717,6 +745,31 @@ fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
     }
     host.check("host_ubd_image", verify_image(&files.image, seeds));
     host.check("host_hostfs_files", verify_hostfs(&files.hostfs, seeds));
+    teardown::check_reaped(&mut leftovers);
+    leftovers.fact(format!("checked in {:.2}s", check_time.as_secs_f64()));
+    leftovers.report(&mut host, "host_exit_no_leftovers");
+    let t = Instant::now();
+    teardown::run_cases(ctx, &spec.kernel, &mut host);
+    host.diags.push(format!(
+        "teardown boots (halt, reboot, panic): {:.1}s",
+        t.elapsed().as_secs_f64()
+    ));
+    // Where the Rust layer puts physical memory when memfd is refused
+    // (the C layer has no such checks to pass).
+    if os == "rust" {
+        for (name, result) in physmem::cases(&spec.kernel) {
+            match result {
+                Ok(fact) if fact.starts_with("skipped: ") => {
+                    host.add(name, Status::Skip(fact["skipped: ".len()..].to_string()))
+                }
+                Ok(fact) => {
+                    host.diags.push(format!("{name}: {fact}"));
+                    host.add(name, Status::Pass);
+                }
+                Err(e) => host.check(name, Err(e)),
+            }
+        }
+    }
     rep.cases.append(&mut host.cases);
     rep.diags.append(&mut host.diags);
 

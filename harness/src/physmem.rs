@@ -1,0 +1,240 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Host-side cases for where the Rust layer puts physical memory, on real
+//! boots:
+//!
+//! * `host_physmem_fallback_dir`: with `memfd_create` refused (a seccomp
+//!   filter answers ENOSYS) the kernel falls back to an unlinked file in
+//!   `$TMPDIR`, says so, checks `PROT_EXEC` there, and boots on.
+//! * `host_physmem_too_small`: the same with `$TMPDIR` on a 32 MiB tmpfs
+//!   and `mem=` larger: the kernel stops at once with exit status 1 and a
+//!   line naming the place and both sizes (the C layer would boot and die
+//!   of SIGBUS when the tmpfs fills).
+//!
+//! Each boot runs in a private mount namespace (for the small tmpfs), with
+//! its own `uml_dir`, and without a root file system: it only has to get
+//! past the memory set-up, after which the kernel panics (no root) and
+//! exits by itself.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::libc;
+
+/// A seccomp filter that makes `memfd_create` fail with ENOSYS and allows
+/// everything else (installed with no_new_privs; see seccomp(2)).
+fn refuse_memfd() -> std::io::Result<()> {
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const RET_ERRNO: u32 = 0x0005_0000;
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    let filter = [
+        libc::sock_filter {
+            code: LD_W_ABS,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        }, // seccomp_data.nr
+        libc::sock_filter {
+            code: JEQ_K,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_memfd_create as u32,
+        },
+        libc::sock_filter {
+            code: RET_K,
+            jt: 0,
+            jf: 0,
+            k: RET_ERRNO | libc::ENOSYS as u32,
+        },
+        libc::sock_filter {
+            code: RET_K,
+            jt: 0,
+            jf: 0,
+            k: RET_ALLOW,
+        },
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `prog` points to a valid filter program that outlives the call (the kernel copies it).
+    if unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// What a short boot printed and how it ended.
+struct ShortBoot {
+    status: Option<i32>,
+    output: String,
+}
+
+/// Boots `kernel` with `mem`, memfd refused, `TMPDIR=tmpdir` (a tmpfs of
+/// `tmpfs_size` mounted there in a private mount namespace), and waits at
+/// most `limit` for it to exit.
+fn boot(
+    kernel: &Path,
+    mem: &str,
+    tmpdir: &Path,
+    tmpfs_size: &str,
+    limit: Duration,
+) -> Result<ShortBoot> {
+    let uml_dir = tempfile::Builder::new().prefix("uml-physmem-").tempdir()?;
+    let mount_at = tmpdir.to_path_buf();
+    let size = format!("size={tmpfs_size}");
+    let mut cmd = Command::new(kernel);
+    cmd.arg(format!("mem={mem}"))
+        .arg(format!("uml_dir={}", uml_dir.path().display()))
+        .arg("umid=physmem")
+        .arg("con=null")
+        .arg("con0=fd:0,fd:1")
+        .env("TMPDIR", tmpdir)
+        .env_remove("TMP")
+        .env_remove("TEMP")
+        .current_dir(uml_dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    // unshare, mount and two prctl calls: async-signal-safe system calls on
+    // data prepared before the fork.
+    // SAFETY: the closure runs in the forked child before exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+            nix::mount::mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )?;
+            nix::mount::mount(
+                Some("tmpfs"),
+                &mount_at,
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                Some(size.as_str()),
+            )?;
+            // The core dump of a panicking kernel is of no use here.
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0)?;
+            refuse_memfd()
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", kernel.display()))?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st.code();
+        }
+        if start.elapsed() > limit {
+            // The whole process group: the kernel and its helpers.
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let mut output = err_t.join().unwrap_or_default();
+    output.push_str(&out_t.join().unwrap_or_default());
+    Ok(ShortBoot { status, output })
+}
+
+/// The two cases, for the Rust kernel at `kernel`: (name, result, diag).
+pub fn cases(kernel: &Path) -> Vec<(&'static str, Result<String>)> {
+    if !nix::unistd::geteuid().is_root() {
+        let skip = || Ok("skipped: needs root for a private tmpfs".to_string());
+        return vec![
+            ("host_physmem_fallback_dir", skip()),
+            ("host_physmem_too_small", skip()),
+        ];
+    }
+    let run = |mem: &str, tmpfs: &str| -> Result<ShortBoot> {
+        let dir = tempfile::Builder::new()
+            .prefix("uml-physmem-tmp-")
+            .tempdir()?;
+        boot(kernel, mem, dir.path(), tmpfs, Duration::from_secs(60))
+    };
+    let fallback = (|| -> Result<String> {
+        let b = run("64M", "4g")?;
+        for want in [
+            "No usable memfd for physical memory (Function not implemented), using a file",
+            "Checking environment variables for a tempdir...",
+            "Checking PROT_EXEC mmap in ",
+            "Linux version",
+        ] {
+            if !b.output.contains(want) {
+                bail!(
+                    "the console lacks `{want}` (status {:?}); it ends with:\n{}",
+                    b.status,
+                    crate::boot::tail(&b.output, 15)
+                );
+            }
+        }
+        let line = b
+            .output
+            .lines()
+            .find(|l| l.contains("Checking PROT_EXEC mmap in"))
+            .unwrap_or("");
+        Ok(format!("boot went on past memory set-up: {}", line.trim()))
+    })();
+    let too_small = (|| -> Result<String> {
+        let b = run("256M", "32m")?;
+        let want = "of physical memory: 33554432 bytes (32 MiB) free. Use a smaller mem= or point TMPDIR at a larger filesystem";
+        let Some(line) = b.output.lines().find(|l| l.contains("Not enough space in")) else {
+            bail!(
+                "no `Not enough space` line (status {:?}); the console ends with:\n{}",
+                b.status,
+                crate::boot::tail(&b.output, 15)
+            );
+        };
+        if !line.contains(want) {
+            bail!("unexpected message: {line}");
+        }
+        if b.status != Some(1) {
+            bail!(
+                "the kernel ended with {:?}, expected exit status 1",
+                b.status
+            );
+        }
+        if b.output.contains("Linux version") {
+            bail!("the kernel went on booting after refusing the memory file");
+        }
+        Ok(format!("exit status 1: {}", line.trim()))
+    })();
+    vec![
+        ("host_physmem_fallback_dir", fallback),
+        ("host_physmem_too_small", too_small),
+    ]
+}
