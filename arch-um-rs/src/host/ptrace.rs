@@ -120,17 +120,28 @@ pub fn set_regs(pid: c_int, regs: &GpRegs) -> Result<(), Errno> {
 
 const NT_X86_XSTATE: usize = 0x202;
 
-/// Reads the XSTATE area with `PTRACE_GETREGSET`; falls back to the legacy
-/// FXSAVE area (`PTRACE_GETFPREGS`) on hosts without XSTATE regsets.
-pub fn get_fp_regs(pid: c_int, fp: &mut FpRegs) -> Result<(), Errno> {
+/// Moves the FP state of `pid` between the kernel and `buf` with
+/// `regset_req` (`PTRACE_GETREGSET`/`SETREGSET` of the XSTATE area), or
+/// with `legacy_req` (`PTRACE_GETFPREGS`/`SETFPREGS`, the FXSAVE area) on
+/// hosts without XSTATE regsets.
+///
+/// # Safety
+///
+/// `buf` points to an `FpRegs`, writable for the GET requests.
+unsafe fn fp_transfer(
+    regset_req: c_int,
+    legacy_req: c_int,
+    pid: c_int,
+    buf: *mut c_ulong,
+) -> Result<(), Errno> {
     let mut iov = libc::iovec {
-        iov_base: fp.as_mut_ptr().cast(),
+        iov_base: buf.cast(),
         iov_len: core::mem::size_of::<FpRegs>(),
     };
-    // SAFETY: `iov` describes the writable `fp` buffer.
+    // SAFETY: `iov` describes the caller's FpRegs buffer.
     let r = unsafe {
         raw(
-            libc::PTRACE_GETREGSET as _,
+            regset_req,
             pid,
             NT_X86_XSTATE as *mut c_void,
             (&raw mut iov).cast(),
@@ -138,50 +149,36 @@ pub fn get_fp_regs(pid: c_int, fp: &mut FpRegs) -> Result<(), Errno> {
     };
     match r {
         Err(Errno::EIO | Errno::EINVAL) => {
-            // SAFETY: `fp` is larger than struct user_fpregs_struct (512 bytes).
-            unsafe {
-                raw(
-                    libc::PTRACE_GETFPREGS as _,
-                    pid,
-                    core::ptr::null_mut(),
-                    fp.as_mut_ptr().cast(),
-                )
-            }
-            .map(drop)
+            // SAFETY: the buffer is larger than struct user_fpregs_struct (512 bytes).
+            unsafe { raw(legacy_req, pid, core::ptr::null_mut(), buf.cast()) }.map(drop)
         }
         r => r.map(drop),
     }
 }
 
-/// Writes the XSTATE area back (see [`get_fp_regs`]).
-pub fn set_fp_regs(pid: c_int, fp: &FpRegs) -> Result<(), Errno> {
-    let mut iov = libc::iovec {
-        iov_base: fp.as_ptr().cast_mut().cast(),
-        iov_len: core::mem::size_of::<FpRegs>(),
-    };
-    // SAFETY: `iov` describes the `fp` buffer, which the kernel only reads for SETREGSET.
-    let r = unsafe {
-        raw(
-            libc::PTRACE_SETREGSET as _,
+/// Reads the FP/XSTATE registers of `pid` into `fp`.
+pub fn get_fp_regs(pid: c_int, fp: &mut FpRegs) -> Result<(), Errno> {
+    // SAFETY: `fp` is a writable FpRegs.
+    unsafe {
+        fp_transfer(
+            libc::PTRACE_GETREGSET as _,
+            libc::PTRACE_GETFPREGS as _,
             pid,
-            NT_X86_XSTATE as *mut c_void,
-            (&raw mut iov).cast(),
+            fp.as_mut_ptr(),
         )
-    };
-    match r {
-        Err(Errno::EIO | Errno::EINVAL) => {
-            // SAFETY: the kernel reads a user_fpregs_struct (512 bytes) from `fp`.
-            unsafe {
-                raw(
-                    libc::PTRACE_SETFPREGS as _,
-                    pid,
-                    core::ptr::null_mut(),
-                    fp.as_ptr().cast_mut().cast(),
-                )
-            }
-            .map(drop)
-        }
-        r => r.map(drop),
+    }
+}
+
+/// Writes `fp` to the FP/XSTATE registers of `pid`.
+pub fn set_fp_regs(pid: c_int, fp: &FpRegs) -> Result<(), Errno> {
+    // SAFETY: `fp` is an FpRegs; the SET requests only read it.
+    unsafe {
+        fp_transfer(
+            libc::PTRACE_SETREGSET as _,
+            libc::PTRACE_SETFPREGS as _,
+            pid,
+            fp.as_ptr().cast_mut(),
+        )
     }
 }
 

@@ -209,8 +209,7 @@ crate::uml_setup!(
 #[cfg(feature = "kernel")]
 #[cfg_attr(feature = "os-skas-process", unsafe(no_mangle))]
 pub extern "C" fn halt_skas() -> ! {
-    // SAFETY: blocks signals, then jumps to the initial thread's buffer, set once it started;
-    // this frame owns nothing.
+    // SAFETY: blocks signals, then jumps to the initial thread's buffer, set once it started; this frame owns nothing.
     unsafe {
         kernel_side::block_signals_trace();
         kernel_side::kernel_longjmp(&raw mut um_rs_initial_jmpbuf, INIT_JMP_HALT)

@@ -223,8 +223,7 @@ pub fn start_userspace(pages: &StubPages) -> Result<c_int, StartError> {
             Ok(())
         }
     };
-    // SAFETY: the child runs `userspace_tramp` on the top of its copy of `stack`, in its own
-    // address space (no CLONE_VM), sharing only the descriptor table.
+    // SAFETY: the child runs `userspace_tramp` on the top of its copy of `stack`, in its own address space (no CLONE_VM), sharing only the descriptor table.
     let pid = unsafe {
         libc::clone(
             userspace_tramp,
@@ -263,5 +262,7 @@ pub fn start_userspace(pages: &StubPages) -> Result<c_int, StartError> {
     }
 }
 
-#[cfg(test)]
+// The tests make real user processes with the testbed, which kernel builds
+// leave out.
+#[cfg(all(test, not(feature = "kernel")))]
 mod tests;

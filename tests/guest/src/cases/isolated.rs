@@ -33,9 +33,7 @@ where
     let page = Mapping::new_shared(REPORT_LEN, libc::PROT_READ | libc::PROT_WRITE)
         .ctx("mmap report page")?;
     let base = page.as_ptr() as usize;
-    // SAFETY: the shared page is page-aligned, zero-filled and lives until
-    // the end of this function (the child exits inside it); AtomicU64 has
-    // the size and alignment of u64.
+    // SAFETY: the shared page is page-aligned, zero-filled and lives until the end of this function (the child exits inside it); AtomicU64 has the size and alignment of u64.
     let progress: &AtomicU64 = unsafe { &*((base + PROGRESS_OFF) as *const AtomicU64) };
     let pid = sys::fork_child(|| {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(progress)));
@@ -52,8 +50,7 @@ where
             ),
         };
         let n = msg.len().min(REPORT_LEN - MSG_OFF);
-        // SAFETY: `n` bytes fit in the page after MSG_OFF; the parent reads
-        // them only after this child has exited.
+        // SAFETY: `n` bytes fit in the page after MSG_OFF; the parent reads them only after this child has exited.
         unsafe {
             std::ptr::copy_nonoverlapping(msg.as_ptr(), (base + MSG_OFF) as *mut u8, n);
             std::ptr::write_volatile((base + LEN_OFF) as *mut u64, n as u64);

@@ -69,10 +69,8 @@ fn tag_mismatch_from(buf: &[u8], tag: u64, off: usize) -> Option<usize> {
 /// reference to those bytes.
 unsafe fn fill_at(addr: usize, len: usize, tag: u64) {
     // SAFETY: guaranteed by the caller.
-    fill_tag(
-        unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, len) },
-        tag,
-    );
+    let bytes = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, len) };
+    fill_tag(bytes, tag);
 }
 
 /// First byte of `len` bytes at `addr` that differs from `tag`.
@@ -82,10 +80,8 @@ unsafe fn fill_at(addr: usize, len: usize, tag: u64) {
 /// bytes during the call.
 unsafe fn mismatch_at(addr: usize, len: usize, tag: u64) -> Option<usize> {
     // SAFETY: guaranteed by the caller.
-    tag_mismatch(
-        unsafe { std::slice::from_raw_parts(addr as *const u8, len) },
-        tag,
-    )
+    let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, len) };
+    tag_mismatch(bytes, tag)
 }
 
 /// A probe child must not leave core files behind when it dies on purpose.
@@ -144,8 +140,7 @@ fn storm_child(
     i: usize,
     old: u64,
 ) -> i32 {
-    // SAFETY: closes this child's copy of the write end, so that the read
-    // below sees end of file should the parent give up.
+    // SAFETY: closes this child's copy of the write end, so that the read below sees end of file should the parent give up.
     unsafe { libc::close(wfd) };
     let mut b = [0u8; 1];
     if !matches!(sys::read_fd(rfd, &mut b), Ok(1)) {
@@ -196,10 +191,9 @@ pub fn fork_storm(_cfg: &Config) -> CaseResult {
     let mut heap = vec![0u8; STORM_HEAP_PAGES * ps];
     let slots_map = Mapping::new_shared(ps, RW).ctx("mmap shared")?;
     const _: () = assert!(STORM_CHILDREN * 4 <= 4096);
-    // SAFETY: the shared page is page-aligned, zero-filled, at least 4 KiB
-    // and outlives `slots`; AtomicU32 has the layout of u32.
-    let slots: &[AtomicU32] =
-        unsafe { std::slice::from_raw_parts(slots_map.as_ptr().cast(), STORM_CHILDREN) };
+    let base = slots_map.as_ptr().cast::<AtomicU32>();
+    // SAFETY: the shared page is page-aligned, zero-filled, at least 4 KiB and outlives `slots`; AtomicU32 has the layout of u32.
+    let slots: &[AtomicU32] = unsafe { std::slice::from_raw_parts(base, STORM_CHILDREN) };
     let start = Instant::now();
     let mut reaper = Reaper::new();
     let mut forks = 0usize;
@@ -591,8 +585,7 @@ impl Torture {
             prot_name(final_prot),
             s + n
         );
-        // SAFETY: MAP_FIXED inside our own region; check_holes made sure no
-        // mapping of anyone else is replaced.
+        // SAFETY: MAP_FIXED inside our own region; check_holes made sure no mapping of anyone else is replaced.
         let p = unsafe {
             libc::mmap(
                 self.addr(s) as *mut libc::c_void,
@@ -632,8 +625,7 @@ impl Torture {
     }
 
     fn mprotect(&mut self, s: usize, n: usize, prot: libc::c_int) -> Res {
-        // SAFETY: changes protection of pages of our own region that the
-        // model says are mapped; no Rust reference into them is live.
+        // SAFETY: changes protection of pages of our own region that the model says are mapped; no Rust reference into them is live.
         let r = unsafe { libc::mprotect(self.addr(s) as *mut libc::c_void, n * self.ps, prot) };
         if r != 0 {
             return Err(self.err(format!("mprotect: {}", std::io::Error::last_os_error())));
@@ -685,8 +677,7 @@ impl Torture {
             return self.op_mmap(true);
         };
         self.what = format!("madvise DONTNEED pages {s}..{}", s + n);
-        // SAFETY: drops the pages of a mapped run of our region; private
-        // pages read back as zeros, shared ones keep their data.
+        // SAFETY: drops the pages of a mapped run of our region; private pages read back as zeros, shared ones keep their data.
         let r = unsafe {
             libc::madvise(
                 self.addr(s) as *mut libc::c_void,
@@ -780,9 +771,7 @@ impl Torture {
         };
         self.what = format!("mremap move pages {s}..{} to {d}..{}", s + len, d + len);
         self.check_holes(d, len)?;
-        // SAFETY: moves pages within one VMA of our region to another place
-        // in our region (MREMAP_FIXED replaces only our own pages or holes
-        // checked above).
+        // SAFETY: moves pages within one VMA of our region to another place in our region (MREMAP_FIXED replaces only our own pages or holes checked above).
         let r = unsafe {
             libc::mremap(
                 self.addr(s) as *mut libc::c_void,
@@ -850,8 +839,7 @@ impl Torture {
         let Page::Mapped { prot, .. } = self.model[e0 - 1] else {
             return Err(self.err("the VMA's last page is unmapped in the model".into()));
         };
-        // SAFETY: without MREMAP_MAYMOVE the range either grows into free
-        // pages of our region or the call fails; nothing else moves.
+        // SAFETY: without MREMAP_MAYMOVE the range either grows into free pages of our region or the call fails; nothing else moves.
         let r = unsafe {
             libc::mremap(
                 self.addr(s) as *mut libc::c_void,
@@ -1242,8 +1230,7 @@ fn tm_mapper(done: &AtomicUsize, stop: &AtomicBool, forks: &AtomicU64) -> Result
                 return Err(format!("mapper iteration {iters}: {e}"));
             }
         };
-        // SAFETY: the mapping of this iteration, where tm_mapper_round left
-        // it (it may have moved); nothing refers to it any more.
+        // SAFETY: the mapping of this iteration, where tm_mapper_round left it (it may have moved); nothing refers to it any more.
         unsafe { libc::munmap(a as *mut libc::c_void, len) };
         iters += 1;
     }
@@ -1307,8 +1294,7 @@ fn tm_mapper_round(
     if iters % 3 == 0 {
         // Grow (the kernel may move it): the data moves along, the new
         // pages are zero.
-        // SAFETY: resizes our own mapping; MAYMOVE lets the kernel choose a
-        // free place, no other mapping is touched.
+        // SAFETY: resizes our own mapping; MAYMOVE lets the kernel choose a free place, no other mapping is touched.
         let r = unsafe { libc::mremap(a as *mut libc::c_void, len, 2 * len, libc::MREMAP_MAYMOVE) };
         if r == libc::MAP_FAILED {
             return Err(err("mremap grow"));

@@ -41,8 +41,7 @@ impl Action {
         unsafe { libc::sigemptyset(&mut sa.sa_mask) };
         // SAFETY: plain data, filled in by sigaction.
         let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: valid sigaction pointers; the handlers only use atomics
-        // and async-signal-safe calls.
+        // SAFETY: valid sigaction pointers; the handlers only use atomics and async-signal-safe calls.
         sys::cvt(unsafe { libc::sigaction(sig, &sa, &mut old) }).ctx("sigaction")?;
         Ok(Action { sig, old })
     }
@@ -72,8 +71,7 @@ impl AltStack {
         };
         // SAFETY: plain data, filled in by sigaltstack.
         let mut old: libc::stack_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `ss` describes memory owned by `mem`, which outlives the
-        // registration (Drop unregisters before `mem` is unmapped).
+        // SAFETY: `ss` describes memory owned by `mem`, which outlives the registration (Drop unregisters before `mem` is unmapped).
         sys::cvt(unsafe { libc::sigaltstack(&ss, &mut old) }).ctx("sigaltstack")?;
         Ok(AltStack { mem, old })
     }
@@ -142,8 +140,7 @@ extern "C" fn on_usr1(_s: libc::c_int, _i: *mut libc::siginfo_t, _c: *mut libc::
         // SAFETY: the same, valid stack; the kernel must refuse with EPERM.
         let r = unsafe { libc::sigaltstack(&again, std::ptr::null_mut()) };
         USR1_CHANGE_ERRNO.store(if r == 0 { 0 } else { errno() }, SeqCst);
-        // SAFETY: raise(3) is async-signal-safe. SIGUSR2 is not blocked here
-        // and nests; SIGUSR1 is blocked during its own handler and waits.
+        // SAFETY: raise(3) is async-signal-safe. SIGUSR2 is not blocked here and nests; SIGUSR1 is blocked during its own handler and waits.
         unsafe {
             libc::raise(libc::SIGUSR2);
             libc::raise(libc::SIGUSR1);
@@ -295,8 +292,7 @@ fn interrupted_read(restart: bool) -> Result<(isize, i32, Vec<u8>), Verdict> {
             res
         });
         let mut buf = vec![0u8; 64];
-        // SAFETY: `buf` is valid for writes of its length. A plain read(2),
-        // not retried on EINTR: that is what is being tested.
+        // SAFETY: `buf` is valid for writes of its length. A plain read(2), not retried on EINTR: that is what is being tested.
         let n = unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         let e = errno();
         buf.truncate(n.max(0) as usize);
@@ -346,8 +342,7 @@ static SEGV_LOCAL: AtomicUsize = AtomicUsize::new(0);
 
 extern "C" fn on_segv(sig: libc::c_int, info: *mut libc::siginfo_t, _c: *mut libc::c_void) {
     SEGV_LOCAL.store(here(), SeqCst);
-    // SAFETY: SA_SIGINFO gives a valid siginfo; for SIGSEGV si_addr is the
-    // faulting address.
+    // SAFETY: SA_SIGINFO gives a valid siginfo; for SIGSEGV si_addr is the faulting address.
     let (addr, code) = unsafe { ((*info).si_addr() as usize, (*info).si_code) };
     SEGV_ADDR.store(addr, SeqCst);
     SEGV_CODE.store(code, SeqCst);
@@ -366,8 +361,7 @@ extern "C" fn on_segv(sig: libc::c_int, info: *mut libc::siginfo_t, _c: *mut lib
                     libc::PROT_READ | libc::PROT_WRITE,
                 ) == 0
             },
-            // SAFETY: `page` is the page this case unmapped; NOREPLACE never
-            // replaces a mapping should there be one.
+            // SAFETY: `page` is the page this case unmapped; NOREPLACE never replaces a mapping should there be one.
             2 => unsafe {
                 libc::mmap(
                     page as *mut libc::c_void,
@@ -406,8 +400,7 @@ fn segv_repair(alt: &AltStack) -> CaseResult {
     FIX_MODE.store(1, SeqCst);
     FIX_PAGE.store(p, SeqCst);
     let target = p + 100;
-    // SAFETY: faults once; the handler makes the page writable and the
-    // store is restarted. The mapping outlives it.
+    // SAFETY: faults once; the handler makes the page writable and the store is restarted. The mapping outlives it.
     unsafe { std::ptr::write_volatile(target as *mut u8, 0x5A) };
     FIX_PAGE.store(0, SeqCst);
     let (n, a, c) = (
@@ -453,8 +446,7 @@ fn segv_repair(alt: &AltStack) -> CaseResult {
     FIX_MODE.store(2, SeqCst);
     FIX_PAGE.store(p, SeqCst);
     let target = p + 8;
-    // SAFETY: faults once; the handler maps a page there and the load is
-    // restarted.
+    // SAFETY: faults once; the handler maps a page there and the load is restarted.
     let v = unsafe { std::ptr::read_volatile(target as *const u64) };
     FIX_PAGE.store(0, SeqCst);
     let (n, a, c) = (

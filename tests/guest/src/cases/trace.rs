@@ -88,8 +88,7 @@ fn pt(
     addr: usize,
     data: usize,
 ) -> Result<libc::c_long, Verdict> {
-    // SAFETY: every request used here takes plain numbers or a pointer to a
-    // live local of the right type (GETREGS/SETREGS, GETEVENTMSG).
+    // SAFETY: every request used here takes plain numbers or a pointer to a live local of the right type (GETREGS/SETREGS, GETEVENTMSG).
     let r = unsafe {
         libc::ptrace(
             req,

@@ -365,13 +365,11 @@ fn fault_thread(w: Width, t: usize) -> Result<u32, String> {
         let r = (FAULT_PAGES + i) as u32;
         let exp = Regs::pattern(ID_FAULTS, w, t as u8, r, MXCSR_RZ);
         let a = [base + i * ps, ps, libc::PROT_READ as usize, 0];
-        // SAFETY: a page of `m`, which is not written to after this (`mem`
-        // is no longer used).
+        // SAFETY: a page of `m`, which is not written to after this (`mem` is no longer used).
         let ret = unsafe { step(&at, r, "mprotect", &exp, libc::SYS_mprotect, a) };
         fails.note(ret.and_then(|n| at.want(r, "mprotect", n, 0)));
         let a = [base + (i + 2) * ps, ps, 0, 0];
-        // SAFETY: as above; `m` unmapping the whole range again on drop is
-        // harmless.
+        // SAFETY: as above; `m` unmapping the whole range again on drop is harmless.
         let ret = unsafe { step(&at, r, "munmap", &exp, libc::SYS_munmap, a) };
         fails.note(ret.and_then(|n| at.want(r, "munmap", n, 0)));
         calls += 2;
@@ -396,8 +394,7 @@ impl Action {
         unsafe { libc::sigemptyset(&mut sa.sa_mask) };
         // SAFETY: plain data, filled in by sigaction.
         let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: valid sigaction pointers; the handler only counts in
-        // HANDLED and loads registers (regs.rs).
+        // SAFETY: valid sigaction pointers; the handler only counts in HANDLED and loads registers (regs.rs).
         sys::cvt(unsafe { libc::sigaction(sig, &sa, &mut old) })?;
         Ok(Action { sig, old })
     }
@@ -423,8 +420,7 @@ fn signal(w: Width) -> Result<String, String> {
         let exp = Regs::pattern(ID_SIGNAL, w, 0, r, mx);
         let before = HANDLED.load(SeqCst);
         let a = [pid as usize, tid as usize, libc::SIGUSR1 as usize, 0];
-        // SAFETY: a signal to this thread, whose handler only counts and
-        // loads registers.
+        // SAFETY: a signal to this thread, whose handler only counts and loads registers.
         let ret = unsafe { step(&at, r, name, &exp, libc::SYS_tgkill, a) };
         fails.note(ret.and_then(|n| at.want(r, name, n, 0)));
         let n = HANDLED.load(SeqCst).wrapping_sub(before);
@@ -528,15 +524,13 @@ impl ReportPage {
             round,
             got: *got,
         };
-        // SAFETY: the page holds a Report and is page-aligned; the parent
-        // reads it only after this child has exited.
+        // SAFETY: the page holds a Report and is page-aligned; the parent reads it only after this child has exited.
         unsafe { self.0.as_ptr().cast::<Report>().write_volatile(rep) };
     }
 
     /// In the parent, after the child has exited.
     fn read(&self) -> Report {
-        // SAFETY: as in `write`; the page starts zeroed, and all zero is a
-        // valid Report.
+        // SAFETY: as in `write`; the page starts zeroed, and all zero is a valid Report.
         unsafe { self.0.as_ptr().cast::<Report>().read_volatile() }
     }
 }
@@ -555,9 +549,7 @@ fn fork(w: Width) -> Result<String, String> {
         let mx = if r % 2 == 0 { MXCSR_FTZ_DAZ } else { MXCSR_RZ };
         let exp = Regs::pattern(ID_FORK, w, 0, r, mx);
         let mut got = Regs::zeroed();
-        // SAFETY: the raw fork(2) in a process whose other threads have
-        // ended; the child only compares, makes one more system call,
-        // writes the shared page and leaves by _exit.
+        // SAFETY: the raw fork(2) in a process whose other threads have ended; the child only compares, makes one more system call, writes the shared page and leaves by _exit.
         let pid = unsafe { regs::syscall(w, &exp, &mut got, libc::SYS_fork, [0; 4]) };
         if pid == 0 {
             fork_child(w, r, &exp, &got, &page);

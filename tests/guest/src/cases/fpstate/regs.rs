@@ -347,9 +347,7 @@ macro_rules! avx_block {
 /// The system call must be sound to make here, as with `libc::syscall`.
 unsafe fn sse_syscall(inp: &Regs, out: &mut Regs, nr: libc::c_long, a: [usize; 4]) -> isize {
     let ret: isize;
-    // SAFETY: the block reads `inp`, writes `out`, restores MXCSR and
-    // declares every other register it changes; the system call itself is
-    // the caller's promise.
+    // SAFETY: the block reads `inp`, writes `out`, restores MXCSR and declares every other register it changes; the system call itself is the caller's promise.
     unsafe {
         sse_block!(inp, out; ["syscall"];
             inlateout("rax") nr as isize => ret,
@@ -400,8 +398,7 @@ pub unsafe fn syscall(
 }
 
 fn sse_touch(inp: &Regs, out: &mut Regs, byte: &mut u8) {
-    // SAFETY: the block writes one byte through a live `&mut u8` besides
-    // `out`, restores MXCSR and declares the registers it changes.
+    // SAFETY: the block writes one byte through a live `&mut u8` besides `out`, restores MXCSR and declares the registers it changes.
     unsafe {
         sse_block!(inp, out; ["mov byte ptr [{p}], 0x5a"];
             p = in(reg) byte as *mut u8,
@@ -434,9 +431,7 @@ pub fn touch(w: Width, inp: &Regs, out: &mut Regs, byte: &mut u8) {
 
 fn sse_spin(inp: &Regs, out: &mut Regs, flag: &AtomicU32, start: u32, iters: u64) -> u64 {
     let mut n = iters.max(1);
-    // SAFETY: the block only reads `flag` (an atomic, so concurrent
-    // changes are fine) besides `inp` and `out`, restores MXCSR and
-    // declares the registers it changes.
+    // SAFETY: the block only reads `flag` (an atomic, so concurrent changes are fine) besides `inp` and `out`, restores MXCSR and declares the registers it changes.
     unsafe {
         sse_block!(inp, out; [
             "2:",
