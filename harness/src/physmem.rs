@@ -146,26 +146,22 @@ fn boot(
         let _ = stderr.read_to_string(&mut s);
         s
     });
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
     let start = Instant::now();
     let status = loop {
         if let Some(st) = child.try_wait()? {
             break st.code();
         }
         if start.elapsed() > limit {
-            // The whole process group: the kernel and its helpers.
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let _ = child.wait();
             break None;
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let _ = nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+    // Whatever is left of the group (helpers of a panicked kernel become
+    // children of the harness, which is a subreaper) is killed and reaped
+    // here, so that no zombie is left for the teardown checks to find.
+    crate::sys::kill_group(pgid, pgid, Duration::from_secs(5))?;
+    let _ = child.try_wait();
     let mut output = err_t.join().unwrap_or_default();
     output.push_str(&out_t.join().unwrap_or_default());
     Ok(ShortBoot { status, output })
