@@ -175,7 +175,6 @@ pub mod um {
         pub static stub_start: c_ulong;
         /// The start of the stub code page in the kernel image.
         pub static __syscall_stub_start: [u8; 0];
-        pub static __syscall_stub_end: [u8; 0];
         /// The kernel image's offset in physical memory (`uml_to_phys`).
         pub static uml_physmem: c_ulong;
         pub fn phys_mapping(phys: c_ulong, offset_out: *mut c_ulonglong) -> c_int;

@@ -20,7 +20,7 @@ use arch_um_rs::host::ptrace::{self, FP_SIZE, FpRegs, GpRegs, MAX_REG_NR, reg};
 use arch_um_rs::host::skas::batch::Queue;
 use arch_um_rs::host::skas::capture_fault;
 use arch_um_rs::host::skas::regcache::RegsCache;
-use arch_um_rs::host::skas::testbed::{self, FREE_OFFSET, Runner, UserProcess};
+use arch_um_rs::host::skas::testbed::{self, FREE_OFFSET, UserProcess};
 use arch_um_rs::stub::PAGE_SIZE;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
@@ -115,10 +115,7 @@ fn fault(c: &mut Criterion) {
 
 fn stub_batch(c: &mut Criterion) {
     let p = UserProcess::start();
-    let mut runner = Runner {
-        regs: Some(p.syscall_regs),
-        ..Default::default()
-    };
+    let mut runner = p.runner();
     let mut mm = p.mm();
     // SAFETY: the only view of this process's data area here.
     let data = unsafe { p.data() };

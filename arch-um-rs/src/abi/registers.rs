@@ -55,12 +55,6 @@ pub unsafe extern "C" fn get_safe_registers(regs: *mut c_ulong, fp_regs: *mut c_
     }
 }
 
-/// The safe general registers, for the Rust skas code.
-pub fn safe_regs() -> GpRegs {
-    // SAFETY: written only at boot, before the skas code runs.
-    unsafe { *EXEC_REGS.as_ptr() }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,7 +71,6 @@ mod tests {
         unsafe { get_safe_registers(regs.as_mut_ptr(), fp.as_mut_ptr()) };
         assert_ne!(regs[reg::IP], 0);
         assert_ne!(regs[reg::SP], 0);
-        assert_eq!(regs, safe_regs());
         assert_eq!(fp[3] & 0xffff_ffff, 0x1f80, "MXCSR of the child");
         // SAFETY: a NULL FP buffer is allowed.
         unsafe { get_safe_registers(regs.as_mut_ptr(), core::ptr::null_mut()) };

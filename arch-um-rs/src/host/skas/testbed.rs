@@ -170,6 +170,14 @@ impl UserProcess {
         }
     }
 
+    /// A stub runner with this process's stub registers.
+    pub fn runner(&self) -> Runner {
+        Runner {
+            regs: Some(self.syscall_regs),
+            ..Default::default()
+        }
+    }
+
     pub fn mm(&self) -> MmId {
         MmId {
             pid: self.pid,

@@ -59,10 +59,7 @@ fn user_process_has_the_stub_pages() {
 #[test]
 fn batch_is_applied_by_the_stub_and_merged() {
     let p = UserProcess::start();
-    let mut run = Runner {
-        regs: Some(p.syscall_regs),
-        ..Default::default()
-    };
+    let mut run = p.runner();
     // SAFETY: the only view of this process's data area in the test.
     let (mut mm, data) = (p.mm(), unsafe { p.data() });
     let t = p.target.addr() as c_ulong;
@@ -116,10 +113,7 @@ fn ptrace_peek(pid: c_int, addr: usize) -> u64 {
 #[test]
 fn full_batch_runs_before_more_is_queued() {
     let p = UserProcess::start();
-    let mut run = Runner {
-        regs: Some(p.syscall_regs),
-        ..Default::default()
-    };
+    let mut run = p.runner();
     // SAFETY: the only view of this process's data area in the test.
     let (mut mm, data) = (p.mm(), unsafe { p.data() });
     let t = p.target.addr() as c_ulong;
@@ -148,10 +142,7 @@ fn full_batch_runs_before_more_is_queued() {
 #[test]
 fn failed_request_is_reported_once_with_its_index() {
     let p = UserProcess::start();
-    let mut run = Runner {
-        regs: Some(p.syscall_regs),
-        ..Default::default()
-    };
+    let mut run = p.runner();
     // SAFETY: the only view of this process's data area in the test.
     let (mut mm, data) = (p.mm(), unsafe { p.data() });
     let t = p.target.addr() as c_ulong;
@@ -179,10 +170,7 @@ fn failed_request_is_reported_once_with_its_index() {
 #[test]
 fn error_is_kept_until_the_flush_and_later_requests_dropped() {
     let p = UserProcess::start();
-    let mut run = Runner {
-        regs: Some(p.syscall_regs),
-        ..Default::default()
-    };
+    let mut run = p.runner();
     // SAFETY: the only view of this process's data area in the test.
     let (mut mm, data) = (p.mm(), unsafe { p.data() });
     let t = p.target.addr() as c_ulong;
