@@ -489,6 +489,18 @@ pub const C_HEADERS: &[&str] = &[
     "sysdep/stub.h",
     "sysdep/archsetjmp.h",
     "linux/threads.h",
+    "signal.h",
+    "longjmp.h",
+];
+
+/// signal.c: the size of the kernel's `sig_info` table and the type of the
+/// soft interrupt flag that `UML_LONGJMP` reads.
+const SIGNALS: [AbiFact; 2] = [
+    konst("NSIG", crate::abi::signal::NSIG as i64),
+    AbiFact::Size {
+        c_type: "signals_enabled",
+        value: size_of::<core::sync::atomic::AtomicI32>(),
+    },
 ];
 
 /// Every fact checked by the ABI guard.
@@ -502,6 +514,7 @@ pub fn abi_facts() -> Vec<AbiFact> {
     facts.extend_from_slice(&REGISTERS);
     facts.extend_from_slice(&SKAS);
     facts.extend_from_slice(&SKAS_PROCESS);
+    facts.extend_from_slice(&SIGNALS);
     facts
 }
 

@@ -13,6 +13,7 @@ pub mod layout;
 pub mod mem;
 pub mod process;
 pub mod registers;
+pub mod signal;
 pub mod skas;
 pub mod time;
 pub mod tty;

@@ -7,6 +7,7 @@ pub mod file;
 pub mod physmem;
 pub mod procstat;
 pub mod ptrace;
+pub mod signals;
 pub mod skas;
 pub mod socket;
 pub mod timer;
