@@ -493,9 +493,12 @@ pub const C_HEADERS: &[&str] = &[
     "longjmp.h",
 ];
 
-/// signal.c: the size of the kernel's `sig_info` table and the type of the
-/// soft interrupt flag that `UML_LONGJMP` reads.
-const SIGNALS: [AbiFact; 2] = [
+/// signal.c and helper.c: the kernel allocation flags, the size of the
+/// kernel's `sig_info` table and the type of the soft interrupt flag that
+/// `UML_LONGJMP` reads.
+const SIGNALS: [AbiFact; 4] = [
+    konst("UM_GFP_KERNEL", crate::abi::helper::UM_GFP_KERNEL as i64),
+    konst("UM_GFP_ATOMIC", crate::abi::helper::UM_GFP_ATOMIC as i64),
     konst("NSIG", crate::abi::signal::NSIG as i64),
     AbiFact::Size {
         c_type: "signals_enabled",

@@ -8,6 +8,7 @@
 
 pub mod execvp;
 pub mod file;
+pub mod helper;
 pub mod irq;
 pub mod layout;
 pub mod mem;

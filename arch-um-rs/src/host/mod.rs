@@ -4,6 +4,7 @@
 pub mod epoll;
 pub mod exec;
 pub mod file;
+pub mod helper;
 pub mod physmem;
 pub mod procstat;
 pub mod ptrace;
