@@ -136,14 +136,20 @@ mod kernel_side {
                 klog!(Level::Err, "run_helper : pipe failed, errno = {errno}")
             }
             HelperError::Cloexec(_) => {
-                klog!(Level::Err, "run_helper : setting FD_CLOEXEC failed, ret = {errno}")
+                klog!(
+                    Level::Err,
+                    "run_helper : setting FD_CLOEXEC failed, ret = {errno}"
+                )
             }
             HelperError::Clone(_) => {
                 klog!(Level::Err, "run_helper : clone failed, errno = {errno}")
             }
             HelperError::Read(_) | HelperError::Exec(_) => {
                 if let HelperError::Read(_) = e {
-                    klog!(Level::Err, "run_helper : read on pipe failed, ret = {errno}");
+                    klog!(
+                        Level::Err,
+                        "run_helper : read on pipe failed, ret = {errno}"
+                    );
                 }
                 // SAFETY: argv[0] is a C string by run_helper's contract.
                 let name = unsafe { core::ffi::CStr::from_ptr(*argv) };
@@ -177,13 +183,18 @@ mod kernel_side {
             return -libc::ENOMEM;
         };
         // SAFETY: a one-page stack the thread owns until we free it; proc_ per our contract.
-        let pid = match unsafe { helper::start_helper_thread(stack.top(), proc_, arg, flags as c_int) } {
-            Ok(pid) => pid,
-            Err(e) => {
-                klog!(Level::Err, "run_helper_thread : clone failed, errno = {}", e as c_int);
-                return -(e as c_int);
-            }
-        };
+        let pid =
+            match unsafe { helper::start_helper_thread(stack.top(), proc_, arg, flags as c_int) } {
+                Ok(pid) => pid,
+                Err(e) => {
+                    klog!(
+                        Level::Err,
+                        "run_helper_thread : clone failed, errno = {}",
+                        e as c_int
+                    );
+                    return -(e as c_int);
+                }
+            };
         if !stack_out.is_null() {
             // SAFETY: writable by our contract.
             unsafe { *stack_out = stack.into_raw() };
@@ -191,7 +202,11 @@ mod kernel_side {
         }
         match helper::wait_helper(pid) {
             Err(e) => {
-                klog!(Level::Err, "run_helper_thread - wait failed, errno = {}", e as c_int);
+                klog!(
+                    Level::Err,
+                    "run_helper_thread - wait failed, errno = {}",
+                    e as c_int
+                );
                 -(e as c_int)
             }
             Ok(ws) => {

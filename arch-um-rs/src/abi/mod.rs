@@ -14,6 +14,8 @@ pub mod layout;
 pub mod mem;
 pub mod process;
 pub mod registers;
+#[cfg(feature = "kernel")]
+pub mod sigio;
 pub mod signal;
 pub mod skas;
 pub mod time;

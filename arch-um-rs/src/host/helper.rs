@@ -72,7 +72,8 @@ extern "C" fn helper_child(arg: *mut c_void) -> c_int {
         unsafe { pre_exec(data.pre_data) };
     }
     // SAFETY: argv is NULL-terminated and argv[0] a C string (run_helper's contract); the buffer is PATH_MAX bytes.
-    let err: c_int = unsafe { crate::abi::execvp::execvp_noalloc(data.path_buf, *data.argv, data.argv) };
+    let err: c_int =
+        unsafe { crate::abi::execvp::execvp_noalloc(data.path_buf, *data.argv, data.argv) };
     let bytes = err.to_ne_bytes();
     loop {
         // SAFETY: writes four bytes from a live array to our end of the socket.
@@ -85,7 +86,12 @@ extern "C" fn helper_child(arg: *mut c_void) -> c_int {
     0
 }
 
-fn clone_on(stack_top: *mut u8, f: ThreadFn, flags: c_int, arg: *mut c_void) -> Result<c_int, Errno> {
+fn clone_on(
+    stack_top: *mut u8,
+    f: ThreadFn,
+    flags: c_int,
+    arg: *mut c_void,
+) -> Result<c_int, Errno> {
     // SAFETY: the caller gave a stack top with room below it for the child; `f` and `arg` are its body.
     let pid = unsafe { libc::clone(f, stack_top.cast(), flags, arg) };
     if pid < 0 { Err(Errno::last()) } else { Ok(pid) }

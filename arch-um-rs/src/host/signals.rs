@@ -56,7 +56,11 @@ pub enum Arrival {
 }
 
 impl<'a> SoftIrq<'a> {
-    pub const fn new(enabled: &'a AtomicI32, pending: &'a AtomicU32, active: &'a AtomicU32) -> Self {
+    pub const fn new(
+        enabled: &'a AtomicI32,
+        pending: &'a AtomicU32,
+        active: &'a AtomicU32,
+    ) -> Self {
         Self {
             enabled,
             pending,
@@ -120,7 +124,8 @@ impl<'a> SoftIrq<'a> {
             }
             // Never re-enter a timer handler that is already running (we
             // are then called from inside it).
-            if pending & SIGALRM_MASK != 0 && self.active.load(Ordering::Relaxed) & SIGALRM_MASK == 0
+            if pending & SIGALRM_MASK != 0
+                && self.active.load(Ordering::Relaxed) & SIGALRM_MASK == 0
             {
                 hooks.alarm();
             }

@@ -155,7 +155,10 @@ unsafe extern "C" fn pre_exec(arg: *mut c_void) {
     // The child shares our memory (CLONE_VM): the stores are visible here.
     PRE_EXEC_SAW.store(arg as usize as i32, Ordering::SeqCst);
     // SAFETY: getpid takes no arguments (raw: the child must not use libc's cached pid).
-    PRE_EXEC_PID.store(unsafe { libc::syscall(libc::SYS_getpid) } as i32, Ordering::SeqCst);
+    PRE_EXEC_PID.store(
+        unsafe { libc::syscall(libc::SYS_getpid) } as i32,
+        Ordering::SeqCst,
+    );
 }
 
 #[test]
@@ -196,7 +199,12 @@ fn a_helper_thread_runs_and_its_exit_status_is_waited_for() {
     let stack = Stack::new(64 << 10);
     // SAFETY: the body only returns its argument.
     let pid = unsafe {
-        start_helper_thread(stack.top(), thread_body, 3usize as *mut c_void, libc::CLONE_VM)
+        start_helper_thread(
+            stack.top(),
+            thread_body,
+            3usize as *mut c_void,
+            libc::CLONE_VM,
+        )
     }
     .unwrap();
     let ws = wait_helper(pid).unwrap();

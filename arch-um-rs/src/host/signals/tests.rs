@@ -81,7 +81,10 @@ fn set_returns_previous_value_and_is_idempotent() {
 #[test]
 fn arrival_while_enabled_runs_and_while_disabled_defers() {
     let s = State::new(1);
-    assert_eq!(s.irq().arrive(SIGIO_MASK), Arrival::Run { was_enabled: true });
+    assert_eq!(
+        s.irq().arrive(SIGIO_MASK),
+        Arrival::Run { was_enabled: true }
+    );
     assert_eq!(s.irq().pending(), 0);
     s.irq().block();
     assert_eq!(s.irq().arrive(SIGIO_MASK), Arrival::Deferred);
@@ -98,8 +101,12 @@ fn unblock_replays_sigio_before_alarm_with_interrupts_off() {
     s.irq().arrive(SIGIO_MASK);
     let seen_enabled = RefCell::new(Vec::new());
     let rec = Recorder {
-        on_sigio: Some(Box::new(|| seen_enabled.borrow_mut().push(s.irq().enabled()))),
-        on_alarm: Some(Box::new(|| seen_enabled.borrow_mut().push(s.irq().enabled()))),
+        on_sigio: Some(Box::new(|| {
+            seen_enabled.borrow_mut().push(s.irq().enabled())
+        })),
+        on_alarm: Some(Box::new(|| {
+            seen_enabled.borrow_mut().push(s.irq().enabled())
+        })),
         ..Default::default()
     };
     s.irq().unblock(&rec);
@@ -127,7 +134,10 @@ fn a_signal_arriving_during_replay_is_replayed_in_the_next_round() {
         ..Default::default()
     };
     s.irq().unblock(&rec);
-    assert_eq!(*rec.log.borrow(), ["off", "sigio", "on", "off", "sigio", "on"]);
+    assert_eq!(
+        *rec.log.borrow(),
+        ["off", "sigio", "on", "off", "sigio", "on"]
+    );
     assert_eq!(*rounds.borrow(), 2);
     assert!(s.irq().enabled());
 }
