@@ -491,6 +491,7 @@ pub const C_HEADERS: &[&str] = &[
     "linux/threads.h",
     "signal.h",
     "longjmp.h",
+    "mem_user.h",
 ];
 
 /// signal.c and helper.c: the kernel allocation flags, the size of the
@@ -506,6 +507,27 @@ const SIGNALS: [AbiFact; 4] = [
     },
 ];
 
+/// start_up.c: the `iomem=` region list the kernel walks.
+const IOMEM: [AbiFact; 7] = {
+    use crate::abi::start_up::IomemRegion;
+    [
+        AbiFact::Size {
+            c_type: "struct iomem_region",
+            value: size_of::<IomemRegion>(),
+        },
+        field("struct iomem_region", "next", offset_of!(IomemRegion, next)),
+        field(
+            "struct iomem_region",
+            "driver",
+            offset_of!(IomemRegion, driver),
+        ),
+        field("struct iomem_region", "fd", offset_of!(IomemRegion, fd)),
+        field("struct iomem_region", "size", offset_of!(IomemRegion, size)),
+        field("struct iomem_region", "phys", offset_of!(IomemRegion, phys)),
+        field("struct iomem_region", "virt", offset_of!(IomemRegion, virt)),
+    ]
+};
+
 /// Every fact checked by the ABI guard.
 pub fn abi_facts() -> Vec<AbiFact> {
     let mut facts = Vec::new();
@@ -518,6 +540,7 @@ pub fn abi_facts() -> Vec<AbiFact> {
     facts.extend_from_slice(&SKAS);
     facts.extend_from_slice(&SKAS_PROCESS);
     facts.extend_from_slice(&SIGNALS);
+    facts.extend_from_slice(&IOMEM);
     facts
 }
 

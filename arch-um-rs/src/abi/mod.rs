@@ -18,6 +18,7 @@ pub mod registers;
 pub mod sigio;
 pub mod signal;
 pub mod skas;
+pub mod start_up;
 pub mod time;
 pub mod tty;
 pub mod umid;

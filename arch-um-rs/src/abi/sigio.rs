@@ -274,6 +274,7 @@ pub extern "C" fn maybe_sigio_broken(fd: c_int) {
     sigio_broken(fd);
 }
 
+#[cfg_attr(not(feature = "os-sigio"), allow(dead_code))]
 extern "C" fn sigio_cleanup() {
     stop_thread();
 }
