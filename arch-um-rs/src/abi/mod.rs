@@ -11,6 +11,7 @@ pub mod file;
 pub mod helper;
 pub mod irq;
 pub mod layout;
+pub mod main;
 pub mod mem;
 pub mod process;
 pub mod registers;

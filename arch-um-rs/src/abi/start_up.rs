@@ -119,6 +119,9 @@ pub fn iomem_region_size(file_size: u64) -> u64 {
 }
 
 #[cfg(feature = "kernel")]
+pub use kernel_side::*;
+
+#[cfg(feature = "kernel")]
 mod kernel_side {
     use super::*;
 
