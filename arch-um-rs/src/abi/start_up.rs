@@ -6,7 +6,7 @@
 //! These run before the kernel allocator is up, with the host's malloc,
 //! on UML's only thread: plain std code is fine here.
 
-use core::ffi::{CStr, c_char, c_int, c_ulong};
+use core::ffi::{c_char, c_int, c_ulong};
 
 use crate::host::hostcheck::{self, PtracedChild};
 use crate::{os_info, os_warn};
@@ -123,6 +123,8 @@ pub use kernel_side::*;
 
 #[cfg(feature = "kernel")]
 mod kernel_side {
+    use core::ffi::CStr;
+
     use super::*;
 
     unsafe extern "C" {
@@ -195,6 +197,8 @@ mod kernel_side {
 
 #[cfg(test)]
 mod tests {
+    use core::ffi::CStr;
+
     use super::*;
 
     #[test]
