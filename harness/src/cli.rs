@@ -41,8 +41,15 @@ pub enum Command {
     /// Show that the kernel build's stub check rejects a stub that refers outside its
     /// page (needs a rust build).
     StubCheckSelftest,
+    /// Run the host checks a UML kernel makes before it boots (ptrace, PTRACE_SYSEMU,
+    /// PROT_EXEC physical memory, ...) and print them as a table; exits 1, with the
+    /// reasons, if UML cannot run here.
+    Hostcheck,
     /// Run the in-guest test suites.
     Test(TestArgs),
+    /// Run the kernel's KUnit suite (kunit.py) on the C and the Rust kernel and compare
+    /// the results.
+    Kunit(KunitArgs),
     /// Run the benchmarks.
     Bench(BenchArgs),
     /// The main job: setup, build both kernels, verify the link, run the guest
@@ -118,6 +125,20 @@ pub struct TestArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct KunitArgs {
+    /// Kernels to run KUnit on (comma-separated or repeated): c, rust. Each has its own
+    /// build directory <cache>/build/kunit-<os>.
+    #[arg(long, value_delimiter = ',', default_value = "c,rust", value_parser = ["c", "rust"])]
+    pub os: Vec<String>,
+    /// Parallel make jobs (kunit.py --jobs) [default: number of CPUs + 1].
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    /// The arch-um-rs crate the Rust kernel is built from [default: <repo>/arch-um-rs].
+    #[arg(long, value_name = "DIR")]
+    pub crate_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Rounds per kernel (kernels are interleaved A B A B ...).
     #[arg(long, default_value_t = 3)]
@@ -172,6 +193,41 @@ mod tests {
         assert_eq!(r.cmd, ["/bin/sh", "-c", "exit 3"]);
         assert_eq!(r.ubd.len(), 2);
         assert_eq!(r.mem, "256M");
+    }
+
+    #[test]
+    fn hostcheck_takes_no_arguments() {
+        let cli = Cli::try_parse_from(["uml-harness", "hostcheck"]).unwrap();
+        assert!(matches!(cli.command, Command::Hostcheck));
+        assert!(Cli::try_parse_from(["uml-harness", "hostcheck", "--forbid-ptrace"]).is_err());
+    }
+
+    #[test]
+    fn kunit_defaults_and_options() {
+        let cli = Cli::try_parse_from(["uml-harness", "kunit"]).unwrap();
+        let Command::Kunit(k) = cli.command else {
+            panic!("not kunit")
+        };
+        assert_eq!(k.os, ["c", "rust"]);
+        assert_eq!(k.jobs, None);
+        assert_eq!(k.crate_dir, None);
+        let cli = Cli::try_parse_from([
+            "uml-harness",
+            "kunit",
+            "--os",
+            "rust",
+            "--jobs=2",
+            "--crate-dir",
+            "/tmp/w/arch-um-rs",
+        ])
+        .unwrap();
+        let Command::Kunit(k) = cli.command else {
+            panic!("not kunit")
+        };
+        assert_eq!(k.os, ["rust"]);
+        assert_eq!(k.jobs, Some(2));
+        assert_eq!(k.crate_dir, Some(PathBuf::from("/tmp/w/arch-um-rs")));
+        assert!(Cli::try_parse_from(["uml-harness", "kunit", "--os", "debian"]).is_err());
     }
 
     #[test]

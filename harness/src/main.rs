@@ -7,9 +7,11 @@ mod bench;
 mod boot;
 mod build_selftest;
 mod cli;
+mod hostcheck;
 mod initramfs;
 mod kbuild;
 mod kernel_src;
+mod kunit;
 mod paths;
 mod physmem;
 mod protocol;
@@ -31,6 +33,10 @@ use paths::Ctx;
 fn real_main() -> Result<i32> {
     let cli = Cli::parse();
     signals::install()?;
+    // Needs no repository, cache or kernel.
+    if let Command::Hostcheck = cli.command {
+        return Ok(hostcheck::run());
+    }
     let ctx = Ctx::resolve(cli.cache, cli.kernel_src)?;
     match cli.command {
         Command::Setup(a) => setup::run(&ctx, &a)?,
@@ -40,7 +46,9 @@ fn real_main() -> Result<i32> {
         Command::Initramfs => initramfs::run(&ctx)?,
         Command::AbiGuardSelftest => build_selftest::selftest(&ctx, &build_selftest::ABI_GUARD)?,
         Command::StubCheckSelftest => build_selftest::selftest(&ctx, &build_selftest::STUB_CHECK)?,
+        Command::Hostcheck => unreachable!("handled above"),
         Command::Test(a) => suite::run(&ctx, &a)?,
+        Command::Kunit(a) => kunit::run(&ctx, &a)?,
         Command::Bench(mut a) => {
             if a.json.as_os_str().is_empty() {
                 a.json = ctx.cache.join("bench.json");

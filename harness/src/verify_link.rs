@@ -50,6 +50,18 @@ pub fn parse_migrated(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The migrated file names of a crate's `MIGRATED` file; an error when it cannot be read
+/// or lists nothing.
+pub fn read_migrated(path: &Path) -> Result<Vec<String>> {
+    let migrated = parse_migrated(
+        &fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    );
+    if migrated.is_empty() {
+        bail!("{} lists no migrated files", path.display());
+    }
+    Ok(migrated)
+}
+
 /// The objects of the C build that a MIGRATED name stands for: the
 /// os-Linux file of that name, or for `stub` the two stub objects.
 pub fn c_objects(name: &str) -> Vec<String> {
@@ -273,14 +285,7 @@ fn walk(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) {
 pub fn verify(ctx: &Ctx, os: &str) -> Result<Report> {
     let out = ctx.build_dir(os);
     let c_out = ctx.build_dir("c");
-    let migrated_path = ctx.repo.join("arch-um-rs/MIGRATED");
-    let migrated = parse_migrated(
-        &fs::read_to_string(&migrated_path)
-            .with_context(|| format!("reading {}", migrated_path.display()))?,
-    );
-    if migrated.is_empty() {
-        bail!("{} lists no migrated files", migrated_path.display());
-    }
+    let migrated = read_migrated(&ctx.repo.join("arch-um-rs/MIGRATED"))?;
     // The interface of each migrated file, from the C build.
     let mut required = BTreeMap::new();
     for name in &migrated {
