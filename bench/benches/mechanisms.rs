@@ -12,6 +12,11 @@
 //!   page, the C way (XSTATE saved before and restored after) and the Rust
 //!   way (the state read at the stop written back once).
 //! * `stub_batch`: N mmap (or munmap) requests run by the stub in one go.
+//! * `soft_irq`: the soft interrupt flag behind `local_irq_save`/`restore`
+//!   (`host::signals`), with the kernel's handlers replaced by no-ops:
+//!   disable and enable with nothing pending (the common case, taken on
+//!   every spin lock and every trap), save/restore through `um_set_signals`,
+//!   and a SIGIO deferred while disabled then replayed on enable.
 
 use core::ffi::{c_int, c_ulong};
 use std::os::fd::AsRawFd;
@@ -163,5 +168,44 @@ fn stub_batch(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, sysemu, fault, stub_batch);
+struct NoHooks;
+
+impl arch_um_rs::host::signals::IrqHooks for NoHooks {
+    fn trace_off(&self) {}
+    fn trace_on(&self) {}
+    fn sigio(&self) {}
+    fn alarm(&self) {}
+}
+
+fn soft_irq(c: &mut Criterion) {
+    use arch_um_rs::host::signals::{SIGIO_MASK, SoftIrq};
+    use core::sync::atomic::{AtomicI32, AtomicU32};
+    static ENABLED: AtomicI32 = AtomicI32::new(1);
+    static PENDING: AtomicU32 = AtomicU32::new(0);
+    static ACTIVE: AtomicU32 = AtomicU32::new(0);
+    let irq = SoftIrq::new(&ENABLED, &PENDING, &ACTIVE);
+    let mut g = c.benchmark_group("soft_irq");
+    g.bench_function("disable+enable", |b| {
+        b.iter(|| {
+            irq.block();
+            irq.unblock(&NoHooks);
+        })
+    });
+    g.bench_function("save+restore", |b| {
+        b.iter(|| {
+            let old = irq.set(0, &NoHooks);
+            irq.set(std::hint::black_box(old), &NoHooks);
+        })
+    });
+    g.bench_function("deferred sigio+replay", |b| {
+        b.iter(|| {
+            irq.block();
+            irq.arrive(SIGIO_MASK);
+            irq.unblock(&NoHooks);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, sysemu, fault, stub_batch, soft_irq);
 criterion_main!(benches);

@@ -10,6 +10,10 @@
 //!   line naming the place and both sizes (the C layer would boot and die
 //!   of SIGBUS when the tmpfs fills).
 //!
+//! * `host_boot_ptrace_forbidden`: with ptrace(2) refused (EPERM, as in a
+//!   container), the boot's host checks stop the kernel with exit status 1
+//!   and a line naming the failed step and errno.
+//!
 //! Each boot runs in a private mount namespace (for the small tmpfs), with
 //! its own `uml_dir`, and without a root file system: it only has to get
 //! past the memory set-up, after which the kernel panics (no root) and
@@ -24,9 +28,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use nix::libc;
 
-/// A seccomp filter that makes `memfd_create` fail with ENOSYS and allows
-/// everything else (installed with no_new_privs; see seccomp(2)).
-fn refuse_memfd() -> std::io::Result<()> {
+/// A seccomp filter that makes system call `nr` fail with `errno` and
+/// allows everything else (installed with no_new_privs; see seccomp(2)).
+fn refuse(nr: libc::c_long, errno: i32) -> std::io::Result<()> {
     const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
     const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
     const RET_K: u16 = 0x06; // BPF_RET | BPF_K
@@ -43,13 +47,13 @@ fn refuse_memfd() -> std::io::Result<()> {
             code: JEQ_K,
             jt: 0,
             jf: 1,
-            k: libc::SYS_memfd_create as u32,
+            k: nr as u32,
         },
         libc::sock_filter {
             code: RET_K,
             jt: 0,
             jf: 0,
-            k: RET_ERRNO | libc::ENOSYS as u32,
+            k: RET_ERRNO | errno as u32,
         },
         libc::sock_filter {
             code: RET_K,
@@ -79,14 +83,15 @@ struct ShortBoot {
     output: String,
 }
 
-/// Boots `kernel` with `mem`, memfd refused, `TMPDIR=tmpdir` (a tmpfs of
-/// `tmpfs_size` mounted there in a private mount namespace), and waits at
-/// most `limit` for it to exit.
+/// Boots `kernel` with `mem`, system call `refused` failing with `errno`,
+/// `TMPDIR=tmpdir` (a tmpfs of `tmpfs_size` mounted there in a private
+/// mount namespace), and waits at most `limit` for it to exit.
 fn boot(
     kernel: &Path,
     mem: &str,
     tmpdir: &Path,
     tmpfs_size: &str,
+    (refused, errno): (libc::c_long, i32),
     limit: Duration,
 ) -> Result<ShortBoot> {
     let uml_dir = tempfile::Builder::new().prefix("uml-physmem-").tempdir()?;
@@ -128,7 +133,7 @@ fn boot(
             )?;
             // The core dump of a panicking kernel is of no use here.
             nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0)?;
-            refuse_memfd()
+            refuse(refused, errno)
         });
     }
     let mut child = cmd
@@ -174,13 +179,22 @@ pub fn cases(kernel: &Path) -> Vec<(&'static str, Result<String>)> {
         return vec![
             ("host_physmem_fallback_dir", skip()),
             ("host_physmem_too_small", skip()),
+            ("host_boot_ptrace_forbidden", skip()),
         ];
     }
     let run = |mem: &str, tmpfs: &str| -> Result<ShortBoot> {
         let dir = tempfile::Builder::new()
             .prefix("uml-physmem-tmp-")
             .tempdir()?;
-        boot(kernel, mem, dir.path(), tmpfs, Duration::from_secs(60))
+        let memfd = (libc::SYS_memfd_create, libc::ENOSYS);
+        boot(
+            kernel,
+            mem,
+            dir.path(),
+            tmpfs,
+            memfd,
+            Duration::from_secs(60),
+        )
     };
     let fallback = (|| -> Result<String> {
         let b = run("64M", "4g")?;
@@ -229,8 +243,49 @@ pub fn cases(kernel: &Path) -> Vec<(&'static str, Result<String>)> {
         }
         Ok(format!("exit status 1: {}", line.trim()))
     })();
+    // ptrace(2) forbidden, as in a container whose seccomp profile refuses
+    // it: the boot checks stop the kernel with status 1 and the reason.
+    let no_ptrace = (|| -> Result<String> {
+        let dir = tempfile::Builder::new()
+            .prefix("uml-physmem-tmp-")
+            .tempdir()?;
+        let ptrace = (libc::SYS_ptrace, libc::EPERM);
+        let b = boot(
+            kernel,
+            "64M",
+            dir.path(),
+            "64m",
+            ptrace,
+            Duration::from_secs(60),
+        )?;
+        let want = "PTRACE_TRACEME failed in the child: Operation not permitted (EPERM)";
+        let Some(line) = b.output.lines().find(|l| l.contains(want)) else {
+            bail!(
+                "no line with `{want}` (status {:?}); the console ends with:\n{}",
+                b.status,
+                crate::boot::tail(&b.output, 15)
+            );
+        };
+        if !b
+            .output
+            .contains("Checking that ptrace can change system call numbers...")
+        {
+            bail!("the ptrace check's boot line is missing");
+        }
+        if b.status != Some(1) {
+            bail!(
+                "the kernel ended with {:?}, expected exit status 1",
+                b.status
+            );
+        }
+        if b.output.contains("Linux version") {
+            bail!("the kernel went on booting without ptrace");
+        }
+        Ok(format!("exit status 1: {}", line.trim()))
+    })();
     vec![
         ("host_physmem_fallback_dir", fallback),
         ("host_physmem_too_small", too_small),
+        ("host_boot_ptrace_forbidden", no_ptrace),
     ]
 }

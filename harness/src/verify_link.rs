@@ -98,6 +98,53 @@ pub struct Report {
     pub problems: Vec<String>,
     /// The stub check of the final `linux` (`uml-stub-check`), when it passed.
     pub stub: Option<String>,
+    /// Every member of `vmlinux.a` under `arch/um/os-Linux/`, with its role.
+    pub os_objects: Vec<(String, &'static str)>,
+}
+
+/// Objects of `arch/um/os-Linux/` that may stay in a Rust-layer link, and why:
+/// they are kernel code (built with kernel flags), not the host layer.
+pub const OS_DIR_KERNEL_SIDE: &[(&str, &str)] = &[
+    (
+        "arch/um/os-Linux/user_syms.o",
+        "kernel-side export of host libc symbols",
+    ),
+    (
+        "arch/um/os-Linux/rust/variadic.o",
+        "the variadic os_info/os_warn shim (C: stable Rust cannot define variadics)",
+    ),
+    (
+        "arch/um/os-Linux/drivers/ethertap_kern.o",
+        "kernel half of the legacy ethertap transport",
+    ),
+    (
+        "arch/um/os-Linux/drivers/tuntap_kern.o",
+        "kernel half of the legacy tuntap transport",
+    ),
+];
+
+/// Sorts the `arch/um/os-Linux/` members of a link: the Rust layer, the
+/// kernel-side objects allowed to stay, and host-layer C objects (a problem
+/// in a Rust build once every file is migrated, listed for the C build).
+pub fn os_dir_objects<'a>(
+    members: impl IntoIterator<Item = &'a String>,
+) -> Vec<(String, &'static str)> {
+    let mut v: Vec<(String, &'static str)> = members
+        .into_iter()
+        .filter(|m| m.starts_with(OS_DIR))
+        .map(|m| {
+            let role = if let Some((_, why)) = OS_DIR_KERNEL_SIDE.iter().find(|(o, _)| o == m) {
+                why
+            } else if m.starts_with(RUST_DIR) {
+                "the Rust layer"
+            } else {
+                "host-layer C"
+            };
+            (m.clone(), role)
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 /// Judges the link of one build (`os` = "rust" or "c").
@@ -204,7 +251,7 @@ pub fn render(report: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "\n{:<10} {:>7} {:>5} {:>5} {:>6} {:>8} {:>5} {:>9}  status",
+        "\n{:<16} {:>7} {:>5} {:>5} {:>6} {:>8} {:>5} {:>9}  status",
         "file", "symbols", "rust", "os-c", "other", "missing", "dup", "c-linked"
     );
     for f in &report.files {
@@ -225,7 +272,7 @@ pub fn render(report: &Report) -> String {
         });
         let _ = writeln!(
             s,
-            "{:<10} {:>7} {:>5} {:>5} {:>6} {:>8} {:>5} {:>9}  {}",
+            "{:<16} {:>7} {:>5} {:>5} {:>6} {:>8} {:>5} {:>9}  {}",
             format!("{}.c", f.name),
             f.symbols.len(),
             count(Kind::Rust),
@@ -364,6 +411,16 @@ pub fn verify(ctx: &Ctx, os: &str) -> Result<Report> {
         .filter(|s| wanted.contains(s))
         .collect();
     let mut report = judge(os, &required, &definers, &final_syms, &members);
+    report.os_objects = os_dir_objects(&members);
+    if os == "rust" {
+        for (o, role) in &report.os_objects {
+            if *role == "host-layer C" {
+                report.problems.push(format!(
+                    "{o} is linked: a C object of the host layer in the Rust build"
+                ));
+            }
+        }
+    }
     // The stub page of the final link, whichever layer provided it.
     match arch_um_rs::stubcheck::check_elf(&linux_bytes) {
         Ok(r) => {
@@ -395,6 +452,10 @@ pub fn run(ctx: &Ctx, args: &VerifyLinkArgs) -> Result<()> {
         report.files.len()
     );
     print!("{}", render(&report));
+    println!("\nobjects of {OS_DIR} in vmlinux.a:");
+    for (o, role) in &report.os_objects {
+        println!("  {o:<45} {role}");
+    }
     if let Some(stub) = &report.stub {
         println!("\n{stub}");
     }

@@ -96,7 +96,15 @@ impl<'a> SoftIrq<'a> {
             return;
         }
         self.enabled.store(1, Ordering::Relaxed);
-        self.replay(hooks);
+        // Setting the flag must happen before reading what is pending: a
+        // signal arriving in between either saw the flag on and ran its
+        // handler, or saw it off and is in `pending` now.
+        compiler_fence(Ordering::SeqCst);
+        // The common case, nothing pending: a plain load, no locked
+        // instruction and no call.
+        if self.pending.load(Ordering::Relaxed) != 0 {
+            self.replay(hooks);
+        }
     }
 
     /// The loop of [`Self::unblock`] once the flag is on, out of line so the
@@ -104,11 +112,9 @@ impl<'a> SoftIrq<'a> {
     #[inline(never)]
     fn replay(&self, hooks: &impl IrqHooks) {
         loop {
-            // Setting the flag must happen before reading what is pending: a
-            // signal arriving in between either saw the flag on and ran its
-            // handler, or saw it off and is in `pending` now.
             compiler_fence(Ordering::SeqCst);
-            // Enabled here, so no handler touches `pending` between the two.
+            // Enabled here, so no handler adds to `pending` meanwhile; the
+            // swap keeps the read and the clear one step all the same.
             let pending = self.pending.swap(0, Ordering::Relaxed);
             if pending == 0 {
                 return;
