@@ -19,7 +19,8 @@
 //!    while it ran) survives and nothing holds its memory file
 //!    (`host_exit_no_leftovers`, see [`crate::teardown`]); the ubd image holds
 //!    the guest's pattern; the hostfs files written by the guest have the
-//!    expected content.
+//!    expected content; every line the guest's `console_heavy` case wrote
+//!    reached the console once, in order and intact (`host_console_heavy`).
 //! 5. Three short boots check the same after an mconsole `halt`, across an
 //!    mconsole `reboot`, and after a guest panic (`host_halt_no_leftovers`,
 //!    `host_reboot_no_leftovers`, `host_panic_no_leftovers`).
@@ -46,7 +47,6 @@ use crate::teardown;
 // The guest's byte patterns and storage protocol, compiled from the guest's
 // own sources so that both sides share one definition.
 #[path = "../../tests/guest/src/pattern.rs"]
-#[allow(dead_code)] // the guest's checksum helper is not needed here
 mod pattern;
 
 /// `len` bytes of the pattern stream for `seed` from offset 0.
@@ -58,6 +58,11 @@ fn pattern_bytes(seed: u64, len: usize) -> Vec<u8> {
 
 #[path = "../../tests/guest/src/protocol.rs"]
 mod guest_protocol;
+
+// The lines of the guest's `console_heavy` case and their check; it uses
+// `pattern` above.
+#[path = "../../tests/guest/src/console_lines.rs"]
+mod console_lines;
 
 /// The protocol with the guest: the shared constants, plus the harness's own.
 pub(crate) mod proto {
@@ -563,6 +568,29 @@ fn verify_hostfs(hostfs: &Path, seeds: Seeds) -> Result<()> {
     Ok(())
 }
 
+/// The lines of the guest's `console_heavy` case reached the host's end of
+/// the console: every one, once, in order, with the right checksum.
+fn check_console_heavy(console: &str, diags: &mut Vec<String>) -> Result<()> {
+    let v = console_lines::verify(console);
+    let counts = format!(
+        "{} of {} numbered lines and {} of {} burst lines ({} KiB) in order and intact",
+        v.lines,
+        console_lines::LINES,
+        v.burst_lines,
+        console_lines::BURST_LINES,
+        v.bytes / 1024
+    );
+    if v.problems.is_empty() {
+        diags.push(format!("host_console_heavy: {counts}"));
+        return Ok(());
+    }
+    bail!(
+        "the console lost or damaged lines of console_heavy: {}; {counts}\n{}",
+        v.problems[0],
+        v.problems[1..].join("\n")
+    );
+}
+
 /// Adds the guest's cases (from its console KTAP) to `rep`.
 fn add_guest_results(rep: &mut Report, console: &str) {
     let Some(k) = parse_guest_ktap(console) else {
@@ -723,7 +751,7 @@ fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
     // Should the run fail, the console so far still carries the guest's
     // results.
     let console_before = guest.console_so_far();
-    match guest.wait() {
+    let console = match guest.wait() {
         Ok(outcome) => {
             add_guest_results(&mut rep, &outcome.console);
             rep.add(
@@ -737,14 +765,20 @@ fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
                     ))
                 },
             );
+            outcome.console
         }
         Err(e) => {
             add_guest_results(&mut rep, &console_before);
             rep.check("guest_exit_status", Err(e));
+            console_before
         }
-    }
+    };
     host.check("host_ubd_image", verify_image(&files.image, seeds));
     host.check("host_hostfs_files", verify_hostfs(&files.hostfs, seeds));
+    let mut diags = Vec::new();
+    let heavy = check_console_heavy(&console, &mut diags);
+    host.diags.append(&mut diags);
+    host.check("host_console_heavy", heavy);
     teardown::check_reaped(&mut leftovers);
     leftovers.fact(format!("checked in {:.2}s", check_time.as_secs_f64()));
     leftovers.report(&mut host, "host_exit_no_leftovers");

@@ -444,3 +444,23 @@ pub fn stale_mark_at(addr: usize) -> io::Result<bool> {
         _ => Ok(false),
     }
 }
+
+/// `n` 64-bit atomics in an anonymous shared mapping: forked children
+/// report numbers to the parent through them.
+pub struct SharedWords {
+    map: Mapping,
+    n: usize,
+}
+
+impl SharedWords {
+    pub fn new(n: usize) -> io::Result<SharedWords> {
+        let len = (n * 8).max(1).next_multiple_of(page_size());
+        let map = Mapping::new_shared(len, libc::PROT_READ | libc::PROT_WRITE)?;
+        Ok(SharedWords { map, n })
+    }
+
+    pub fn words(&self) -> &[std::sync::atomic::AtomicU64] {
+        // SAFETY: the mapping is page-aligned, zero-filled, at least `n * 8` bytes and lives as long as `self`; AtomicU64 has the layout of u64.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast(), self.n) }
+    }
+}

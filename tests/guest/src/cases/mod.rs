@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The in-guest test cases, in the order they run.
 
+mod console;
 mod dynexec;
 mod fpstate;
 mod ipc;
@@ -8,9 +9,11 @@ mod isolated;
 mod memory;
 mod process;
 mod signals;
+mod signals_load;
 mod sigstack;
 pub mod storage;
 mod threads;
+mod timers;
 mod trace;
 
 use std::cell::RefCell;
@@ -145,6 +148,18 @@ static FP_STATE: Case<Config> = Case {
     name: "fp_state",
     run: fpstate::fp_state,
 };
+static TIMERS: Case<Config> = Case {
+    name: "timers",
+    run: timers::timers,
+};
+static SIGNALS_LOAD: Case<Config> = Case {
+    name: "signals_load",
+    run: signals_load::signals_load,
+};
+static CONSOLE_HEAVY: Case<Config> = Case {
+    name: "console_heavy",
+    run: console::console_heavy,
+};
 static HOST_SYNC: Case<Config> = Case {
     name: "host_sync",
     run: storage::host_sync,
@@ -170,6 +185,9 @@ pub fn all() -> Vec<&'static Case<Config>> {
         &PTRACE,
         &EXEC_DYNAMIC,
         &FP_STATE,
+        &TIMERS,
+        &SIGNALS_LOAD,
+        &CONSOLE_HEAVY,
         &HOST_SYNC,
     ]
 }

@@ -11,21 +11,30 @@ use crate::ktap::{CaseResult, Context, Verdict};
 use crate::sys::{self, Exit};
 use crate::{check, fail};
 
-type Handler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
+pub(super) type Handler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
 
 /// Installs an SA_SIGINFO handler for one signal and restores the previous
 /// action when dropped.
-struct Installed {
+pub(super) struct Installed {
     sig: libc::c_int,
     old: libc::sigaction,
 }
 
 impl Installed {
-    fn new(sig: libc::c_int, handler: Handler) -> Result<Installed, Verdict> {
+    pub(super) fn new(sig: libc::c_int, handler: Handler) -> Result<Installed, Verdict> {
+        Self::with_flags(sig, handler, 0)
+    }
+
+    /// Like [`Installed::new`], with more `sa_flags` (e.g. SA_RESTART).
+    pub(super) fn with_flags(
+        sig: libc::c_int,
+        handler: Handler,
+        flags: libc::c_int,
+    ) -> Result<Installed, Verdict> {
         // SAFETY: sigaction is plain data; zero is a valid starting value.
         let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
         sa.sa_sigaction = handler as usize;
-        sa.sa_flags = libc::SA_SIGINFO;
+        sa.sa_flags = libc::SA_SIGINFO | flags;
         // SAFETY: `sa.sa_mask` is a valid sigset to initialise.
         unsafe { libc::sigemptyset(&mut sa.sa_mask) };
         // SAFETY: as above, plain data.
@@ -44,12 +53,12 @@ impl Drop for Installed {
 }
 
 /// Blocks a set of signals and restores the previous mask when dropped.
-struct Blocked {
+pub(super) struct Blocked {
     old: libc::sigset_t,
 }
 
 impl Blocked {
-    fn new(sigs: &[libc::c_int]) -> Result<Blocked, Verdict> {
+    pub(super) fn new(sigs: &[libc::c_int]) -> Result<Blocked, Verdict> {
         // SAFETY: sigset_t is plain data, initialised by sigemptyset below.
         let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
