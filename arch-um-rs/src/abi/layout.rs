@@ -492,6 +492,7 @@ pub const C_HEADERS: &[&str] = &[
     "signal.h",
     "longjmp.h",
     "mem_user.h",
+    "net_user.h",
 ];
 
 /// signal.c and helper.c: the kernel allocation flags, the size of the
@@ -528,6 +529,37 @@ const IOMEM: [AbiFact; 7] = {
     ]
 };
 
+/// drivers/tuntap_user.c and drivers/ethertap_user.c: `struct
+/// net_user_info`, which both export, and the net_user.h sizes they use.
+/// `struct tuntap_data` (tuntap.h) and `struct ethertap_data` (etap.h) live
+/// in arch/um/os-Linux/drivers, which is not on the guard's include path;
+/// unit tests in their modules check them against the x86_64 C layout.
+const NET_USER_INFO: [AbiFact; 10] = struct_facts!(
+    crate::abi::drivers::NetUserInfo,
+    "struct net_user_info",
+    [
+        init,
+        open,
+        close,
+        remove,
+        add_address,
+        delete_address,
+        max_packet,
+        mtu
+    ]
+);
+
+const NET_USER: [AbiFact; 5] = {
+    use crate::abi::drivers;
+    [
+        konst("ETH_ADDR_LEN", drivers::ETH_ADDR_LEN as i64),
+        konst("ETH_HEADER_ETHERTAP", drivers::ETH_HEADER_ETHERTAP as i64),
+        konst("ETH_HEADER_OTHER", drivers::ETH_HEADER_OTHER as i64),
+        konst("ETH_MAX_PACKET", drivers::ETH_MAX_PACKET as i64),
+        konst("UML_NET_VERSION", drivers::UML_NET_VERSION as i64),
+    ]
+};
+
 /// Every fact checked by the ABI guard.
 pub fn abi_facts() -> Vec<AbiFact> {
     let mut facts = Vec::new();
@@ -541,6 +573,8 @@ pub fn abi_facts() -> Vec<AbiFact> {
     facts.extend_from_slice(&SKAS_PROCESS);
     facts.extend_from_slice(&SIGNALS);
     facts.extend_from_slice(&IOMEM);
+    facts.extend_from_slice(&NET_USER_INFO);
+    facts.extend_from_slice(&NET_USER);
     facts
 }
 
@@ -646,6 +680,20 @@ mod tests {
         assert_eq!(offset_of!(UmlStat, ust_size), 32);
         assert_eq!(offset_of!(UmlStat, ust_blocks), 48);
         assert_eq!(offset_of!(UmlStat, ust_ctime), 72);
+    }
+
+    #[test]
+    fn net_user_info_matches_x86_64_c_layout() {
+        use crate::abi::drivers::NetUserInfo;
+        // Six function pointers, then two ints.
+        assert_eq!(size_of::<NetUserInfo>(), 56);
+        assert_eq!(offset_of!(NetUserInfo, delete_address), 40);
+        assert_eq!(offset_of!(NetUserInfo, max_packet), 48);
+        assert_eq!(offset_of!(NetUserInfo, mtu), 52);
+        let c = render_guard_c(&abi_facts());
+        assert!(c.contains("#include <net_user.h>"));
+        assert!(c.contains("offsetof(struct net_user_info, mtu) == 52"));
+        assert!(c.contains("(ETH_HEADER_OTHER) == 26LL"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! their C name only with the matching `os-<file>` feature, via
 //! `#[cfg_attr(feature = "os-file", unsafe(no_mangle))]`.
 
+pub mod drivers;
 pub mod execvp;
 pub mod file;
 pub mod helper;

@@ -13,6 +13,7 @@ pub mod sigio;
 pub mod signals;
 pub mod skas;
 pub mod socket;
+pub mod tap;
 pub mod timer;
 pub mod tty;
 pub mod umid;

@@ -407,9 +407,27 @@ pub fn pty_output_sigio(
     while unsafe { libc::read(s, rbuf.as_mut_ptr().cast(), rbuf.len()) } > 0
         && GOT_SIGIO.load(Ordering::SeqCst) == 0
     {}
+    // The pty raises SIGIO from the tty layer's deferred work, so the
+    // signal may trail the last read by a little: give it 50 ms.
+    for _ in 0..50 {
+        if GOT_SIGIO.load(Ordering::SeqCst) != 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     let got = GOT_SIGIO.load(Ordering::SeqCst) != 0;
-    // SAFETY: restores the action saved above.
-    unsafe { libc::sigaction(libc::SIGIO, &old, core::ptr::null_mut()) };
+    // Close the pty, then discard any SIGIO still pending (setting SIG_IGN
+    // does that) before the old action returns: outside the kernel the
+    // default action would kill the process.
+    drop(master);
+    drop(slave);
+    let mut ignore = new;
+    ignore.sa_sigaction = libc::SIG_IGN;
+    // SAFETY: SIG_IGN, then the action saved above.
+    unsafe {
+        libc::sigaction(libc::SIGIO, &ignore, core::ptr::null_mut());
+        libc::sigaction(libc::SIGIO, &old, core::ptr::null_mut());
+    }
     Ok(got)
 }
 
