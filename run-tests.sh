@@ -35,5 +35,9 @@ harness abi-guard-selftest
 harness stub-check-selftest
 # The self-tests leave the objects rebuilt but vmlinux not relinked.
 harness build --os rust
+echo "== host checks"
+harness hostcheck
+echo "== KUnit, C and Rust layers (same tests must pass)"
+harness kunit --os c,rust
 echo "== guest suite"
 harness test --os rust --os c

@@ -26,6 +26,10 @@ pub const HOST_PACKAGES: &[&str] = &[
     "make",
     // not in the brief's list, but the series is applied with it
     "patch",
+    // tools/testing/kunit/kunit.py (`uml-harness kunit`)
+    "python3",
+    // the tap devices of the network cases
+    "iproute2",
 ];
 
 /// Installed version of each package that is installed (dpkg status `ii`).
