@@ -182,19 +182,20 @@ mod kernel_side {
         let Some(stack) = KernelStack::alloc() else {
             return -libc::ENOMEM;
         };
+        let top = stack.top();
         // SAFETY: a one-page stack the thread owns until we free it; proc_ per our contract.
-        let pid =
-            match unsafe { helper::start_helper_thread(stack.top(), proc_, arg, flags as c_int) } {
-                Ok(pid) => pid,
-                Err(e) => {
-                    klog!(
-                        Level::Err,
-                        "run_helper_thread : clone failed, errno = {}",
-                        e as c_int
-                    );
-                    return -(e as c_int);
-                }
-            };
+        let started = unsafe { helper::start_helper_thread(top, proc_, arg, flags as c_int) };
+        let pid = match started {
+            Ok(pid) => pid,
+            Err(e) => {
+                klog!(
+                    Level::Err,
+                    "run_helper_thread : clone failed, errno = {}",
+                    e as c_int
+                );
+                return -(e as c_int);
+            }
+        };
         if !stack_out.is_null() {
             // SAFETY: writable by our contract.
             unsafe { *stack_out = stack.into_raw() };

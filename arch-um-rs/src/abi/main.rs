@@ -276,10 +276,11 @@ mod kernel_side {
 
         // The kernel parses (and writes NULs into) argv: keep a copy for
         // the re-exec of a reboot.
-        // SAFETY: the C runtime's argv holds argc C strings.
-        let saved: Vec<CString> = (0..argc as usize)
-            .map(|i| unsafe { CStr::from_ptr(*argv.add(i)) }.to_owned())
-            .collect();
+        let arg = |i: usize| {
+            // SAFETY: the C runtime's argv holds argc C strings.
+            unsafe { CStr::from_ptr(*argv.add(i)) }.to_owned()
+        };
+        let saved: Vec<CString> = (0..argc as usize).map(arg).collect();
         let mut saved_argv: Vec<*const c_char> = saved.iter().map(|a| a.as_ptr()).collect();
         saved_argv.push(core::ptr::null());
 

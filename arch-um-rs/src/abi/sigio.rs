@@ -67,8 +67,8 @@ extern "C" fn write_sigio_thread(_: *mut c_void) -> c_int {
     crate::abi::process::os_set_pdeathsig();
     crate::host::util::fix_helper_signals();
     loop {
-        // SAFETY: this thread is the only user of THREAD.working, and the
-        // kernel side hands over under the sigio lock.
+        // The kernel side hands over under the sigio lock.
+        // SAFETY: this thread is the only user of THREAD.working.
         unsafe { sigio::thread_round(&THREAD) };
     }
 }

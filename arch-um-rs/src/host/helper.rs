@@ -71,9 +71,9 @@ extern "C" fn helper_child(arg: *mut c_void) -> c_int {
         // SAFETY: the caller's callback with the caller's argument, as in the C layer.
         unsafe { pre_exec(data.pre_data) };
     }
+    let (buf, argv) = (data.path_buf, data.argv);
     // SAFETY: argv is NULL-terminated and argv[0] a C string (run_helper's contract); the buffer is PATH_MAX bytes.
-    let err: c_int =
-        unsafe { crate::abi::execvp::execvp_noalloc(data.path_buf, *data.argv, data.argv) };
+    let err: c_int = unsafe { crate::abi::execvp::execvp_noalloc(buf, *argv, argv) };
     let bytes = err.to_ne_bytes();
     loop {
         // SAFETY: writes four bytes from a live array to our end of the socket.

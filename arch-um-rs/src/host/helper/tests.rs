@@ -155,10 +155,8 @@ unsafe extern "C" fn pre_exec(arg: *mut c_void) {
     // The child shares our memory (CLONE_VM): the stores are visible here.
     PRE_EXEC_SAW.store(arg as usize as i32, Ordering::SeqCst);
     // SAFETY: getpid takes no arguments (raw: the child must not use libc's cached pid).
-    PRE_EXEC_PID.store(
-        unsafe { libc::syscall(libc::SYS_getpid) } as i32,
-        Ordering::SeqCst,
-    );
+    let pid = unsafe { libc::syscall(libc::SYS_getpid) } as i32;
+    PRE_EXEC_PID.store(pid, Ordering::SeqCst);
 }
 
 #[test]
