@@ -221,4 +221,57 @@ pub fn exited_ok(ws: &WaitStatus) -> bool {
 }
 
 #[cfg(test)]
+pub(crate) mod test_support {
+    //! A helper stack for tests of clone children (here and in `host::tap`).
+
+    /// A helper stack: an anonymous mapping, filled with a pattern so that the
+    /// test can tell how much of it the child used.
+    pub struct Stack {
+        base: *mut u8,
+        len: usize,
+    }
+
+    const FILL: u8 = 0xa5;
+
+    impl Stack {
+        pub fn new(len: usize) -> Stack {
+            // SAFETY: a fresh private anonymous mapping.
+            let p = unsafe {
+                libc::mmap(
+                    core::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            assert_ne!(p, libc::MAP_FAILED);
+            // SAFETY: the mapping is `len` writable bytes.
+            unsafe { core::ptr::write_bytes(p.cast::<u8>(), FILL, len) };
+            Stack {
+                base: p.cast(),
+                len,
+            }
+        }
+        pub fn top(&self) -> *mut u8 {
+            self.base.wrapping_add(self.len)
+        }
+        /// Bytes below the top the child wrote to (the high-water mark).
+        pub fn used(&self) -> usize {
+            // SAFETY: the mapping is `len` readable bytes and the child is gone.
+            let bytes = unsafe { core::slice::from_raw_parts(self.base, self.len) };
+            self.len - bytes.iter().position(|&b| b != FILL).unwrap_or(self.len)
+        }
+    }
+
+    impl Drop for Stack {
+        fn drop(&mut self) {
+            // SAFETY: unmaps exactly our mapping.
+            unsafe { libc::munmap(self.base.cast(), self.len) };
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests;

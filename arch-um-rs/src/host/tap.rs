@@ -576,50 +576,7 @@ mod tests {
         assert!(set_tap_iff(null.as_raw_fd(), c"umlrs-x").is_err());
     }
 
-    /// A helper stack: an anonymous mapping, filled with a pattern so that
-    /// the test can tell how much of it the child used.
-    struct Stack {
-        base: *mut u8,
-        len: usize,
-    }
-
-    impl Stack {
-        fn new(len: usize) -> Stack {
-            // SAFETY: a fresh private anonymous mapping.
-            let p = unsafe {
-                libc::mmap(
-                    core::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            assert_ne!(p, libc::MAP_FAILED);
-            // SAFETY: the mapping is `len` writable bytes.
-            unsafe { core::ptr::write_bytes(p.cast::<u8>(), 0xa5, len) };
-            Stack {
-                base: p.cast(),
-                len,
-            }
-        }
-        fn top(&self) -> *mut u8 {
-            self.base.wrapping_add(self.len)
-        }
-        fn used(&self) -> usize {
-            // SAFETY: the mapping is `len` readable bytes and the child is gone.
-            let bytes = unsafe { core::slice::from_raw_parts(self.base, self.len) };
-            self.len - bytes.iter().position(|&b| b != 0xa5).unwrap_or(self.len)
-        }
-    }
-
-    impl Drop for Stack {
-        fn drop(&mut self) {
-            // SAFETY: unmaps exactly our mapping.
-            unsafe { libc::munmap(self.base.cast(), self.len) };
-        }
-    }
+    use crate::host::helper::test_support::Stack;
 
     /// Starts `sh -c script` the kernel's way, with `pre_exec(data)` run in
     /// the child, and returns its pid and the stack bytes the child used.

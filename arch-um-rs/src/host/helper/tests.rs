@@ -6,53 +6,7 @@ use core::sync::atomic::{AtomicI32, Ordering};
 
 use super::*;
 
-/// A helper stack: an anonymous mapping, filled with a pattern so that the
-/// test can tell how much of it the child used.
-struct Stack {
-    base: *mut u8,
-    len: usize,
-}
-
-const FILL: u8 = 0xa5;
-
-impl Stack {
-    fn new(len: usize) -> Stack {
-        // SAFETY: a fresh private anonymous mapping.
-        let p = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
-        // SAFETY: the mapping is `len` writable bytes.
-        unsafe { core::ptr::write_bytes(p.cast::<u8>(), FILL, len) };
-        Stack {
-            base: p.cast(),
-            len,
-        }
-    }
-    fn top(&self) -> *mut u8 {
-        self.base.wrapping_add(self.len)
-    }
-    /// Bytes below the top the child wrote to (the high-water mark).
-    fn used(&self) -> usize {
-        // SAFETY: the mapping is `len` readable bytes and the child is gone.
-        let bytes = unsafe { core::slice::from_raw_parts(self.base, self.len) };
-        self.len - bytes.iter().position(|&b| b != FILL).unwrap_or(self.len)
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly our mapping.
-        unsafe { libc::munmap(self.base.cast(), self.len) };
-    }
-}
+use super::test_support::Stack;
 
 fn argv(args: &[&CStr]) -> Vec<*mut c_char> {
     let mut v: Vec<*mut c_char> = args.iter().map(|a| a.as_ptr().cast_mut()).collect();
