@@ -12,6 +12,7 @@ mod initramfs;
 mod kbuild;
 mod kernel_src;
 mod kunit;
+mod net;
 mod paths;
 mod physmem;
 mod protocol;

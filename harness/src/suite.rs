@@ -24,6 +24,10 @@
 //! 5. Three short boots check the same after an mconsole `halt`, across an
 //!    mconsole `reboot`, and after a guest panic (`host_halt_no_leftovers`,
 //!    `host_reboot_no_leftovers`, `host_panic_no_leftovers`).
+//! 6. On the Rust kernel, three short boots check where physical memory
+//!    goes (see [`crate::physmem`]); on both, one more boot checks the legacy
+//!    tuntap network transport through a host tap device: pings and a TCP
+//!    round trip (`host_net_tuntap`, see [`crate::net`]).
 //!
 //! The console is echoed live. After each kernel one KTAP v1 stream reports
 //! the guest's own cases (parsed from the console) and the host checks;
@@ -40,6 +44,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::boot::{self, BootSpec, Guest};
 use crate::cli::TestArgs;
+use crate::net;
 use crate::paths::Ctx;
 use crate::physmem;
 use crate::teardown;
@@ -50,7 +55,7 @@ use crate::teardown;
 mod pattern;
 
 /// `len` bytes of the pattern stream for `seed` from offset 0.
-fn pattern_bytes(seed: u64, len: usize) -> Vec<u8> {
+pub(crate) fn pattern_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];
     pattern::fill(seed, 0, &mut v);
     v
@@ -618,6 +623,21 @@ fn add_guest_results(rep: &mut Report, console: &str) {
     }
 }
 
+/// Adds a host case whose result is a diagnostic line (`Ok`), a skip
+/// (`Ok("skipped: why")`) or a failure.
+fn add_host_case(host: &mut Report, name: &str, result: Result<String>) {
+    match result {
+        Ok(fact) => match fact.strip_prefix("skipped: ") {
+            Some(why) => host.add(name, Status::Skip(why.to_string())),
+            None => {
+                host.diags.push(format!("{name}: {fact}"));
+                host.add(name, Status::Pass);
+            }
+        },
+        Err(e) => host.check(name, Err(e)),
+    }
+}
+
 /// Boots `os` with the suite and the host checks; never fails, every
 /// problem is a case in the report.
 fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
@@ -792,18 +812,11 @@ fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
     // (the C layer has no such checks to pass).
     if os == "rust" {
         for (name, result) in physmem::cases(&spec.kernel) {
-            match result {
-                Ok(fact) if fact.starts_with("skipped: ") => {
-                    host.add(name, Status::Skip(fact["skipped: ".len()..].to_string()))
-                }
-                Ok(fact) => {
-                    host.diags.push(format!("{name}: {fact}"));
-                    host.add(name, Status::Pass);
-                }
-                Err(e) => host.check(name, Err(e)),
-            }
+            add_host_case(&mut host, name, result);
         }
     }
+    // The legacy tuntap network transport, end to end through a host tap.
+    add_host_case(&mut host, net::CASE, net::tuntap_case(ctx, &spec.kernel));
     rep.cases.append(&mut host.cases);
     rep.diags.append(&mut host.diags);
 
