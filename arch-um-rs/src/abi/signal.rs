@@ -124,9 +124,14 @@ mod kernel_side {
     static SIGNALS_PENDING: AtomicU32 = AtomicU32::new(0);
     static SIGNALS_ACTIVE: AtomicU32 = AtomicU32::new(0);
 
+    /// One static instance, so that its address is a link-time constant
+    /// and the hot paths never build it on the stack.
+    static IRQ: SoftIrq<'static> =
+        SoftIrq::new(&signals_enabled, &SIGNALS_PENDING, &SIGNALS_ACTIVE);
+
     #[inline(always)]
-    fn irq() -> SoftIrq<'static> {
-        SoftIrq::new(&signals_enabled, &SIGNALS_PENDING, &SIGNALS_ACTIVE)
+    fn irq() -> &'static SoftIrq<'static> {
+        &IRQ
     }
 
     /// Replay calls the kernel's handlers and irq-flags tracer.
