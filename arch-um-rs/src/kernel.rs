@@ -190,6 +190,22 @@ pub mod um {
             len: usize,
             ascii: bool,
         );
+
+        /// Non-zero once the kernel allocator is up.
+        pub static mut kmalloc_ok: c_int;
+        pub fn uml_kmalloc(size: c_int, flags: c_int) -> *mut c_void;
+        pub fn kfree(ptr: *const c_void);
+        pub fn vmalloc_noprof(size: c_ulong) -> *mut c_void;
+        pub fn vfree(ptr: *const c_void);
+        /// Kernel stacks of `PAGE_SIZE << order` bytes (helper threads).
+        pub fn alloc_stack(order: c_int, atomic: c_int) -> c_ulong;
+        pub fn free_stack(stack: c_ulong, order: c_int);
+        pub fn __uml_cant_sleep() -> c_int;
+        /// The soft interrupt flag with the irq-flags tracer told.
+        pub fn block_signals_trace();
+        pub fn unblock_signals_trace();
+        pub fn um_trace_signals_on();
+        pub fn um_trace_signals_off();
     }
 }
 

@@ -29,52 +29,19 @@ use anyhow::{Context, Result, bail};
 use nix::libc;
 
 /// A seccomp filter that makes system call `nr` fail with `errno` and
-/// allows everything else (installed with no_new_privs; see seccomp(2)).
-fn refuse(nr: libc::c_long, errno: i32) -> std::io::Result<()> {
-    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
-    const RET_ERRNO: u32 = 0x0005_0000;
-    const RET_ALLOW: u32 = 0x7fff_0000;
-    let filter = [
-        libc::sock_filter {
-            code: LD_W_ABS,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        }, // seccomp_data.nr
-        libc::sock_filter {
-            code: JEQ_K,
-            jt: 0,
-            jf: 1,
-            k: nr as u32,
-        },
-        libc::sock_filter {
-            code: RET_K,
-            jt: 0,
-            jf: 0,
-            k: RET_ERRNO | errno as u32,
-        },
-        libc::sock_filter {
-            code: RET_K,
-            jt: 0,
-            jf: 0,
-            k: RET_ALLOW,
-        },
-    ];
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr().cast_mut(),
-    };
-    // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `prog` points to a valid filter program that outlives the call (the kernel copies it).
-    if unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+/// allows everything else. Built before the fork: the child only applies
+/// it (`apply_filter` sets no_new_privs, then installs it; see seccomp(2)).
+fn refusal_filter(nr: libc::c_long, errno: i32) -> Result<seccompiler::BpfProgram> {
+    let filter = seccompiler::SeccompFilter::new(
+        [(nr, vec![])].into_iter().collect(),
+        seccompiler::SeccompAction::Allow,
+        seccompiler::SeccompAction::Errno(errno as u32),
+        std::env::consts::ARCH
+            .try_into()
+            .context("no seccomp support for this architecture")?,
+    )
+    .context("building the seccomp filter")?;
+    filter.try_into().context("compiling the seccomp filter")
 }
 
 /// What a short boot printed and how it ended.
@@ -97,6 +64,7 @@ fn boot(
     let uml_dir = tempfile::Builder::new().prefix("uml-physmem-").tempdir()?;
     let mount_at = tmpdir.to_path_buf();
     let size = format!("size={tmpfs_size}");
+    let filter = refusal_filter(refused, errno)?;
     let mut cmd = Command::new(kernel);
     cmd.arg(format!("mem={mem}"))
         .arg(format!("uml_dir={}", uml_dir.path().display()))
@@ -111,8 +79,8 @@ fn boot(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    // unshare, mount and two prctl calls: async-signal-safe system calls on
-    // data prepared before the fork.
+    // unshare, mount, setrlimit and the two system calls of apply_filter:
+    // async-signal-safe, on data prepared before the fork.
     // SAFETY: the closure runs in the forked child before exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -133,7 +101,7 @@ fn boot(
             )?;
             // The core dump of a panicking kernel is of no use here.
             nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0)?;
-            refuse(refused, errno)
+            seccompiler::apply_filter(&filter).map_err(std::io::Error::other)
         });
     }
     let mut child = cmd

@@ -48,14 +48,9 @@ mod kernel_side {
     use crate::host::helper::{HelperError, PreExec, ThreadFn};
 
     mod k {
-        use super::*;
-        unsafe extern "C" {
-            pub fn alloc_stack(order: c_int, atomic: c_int) -> c_ulong;
-            pub fn free_stack(stack: c_ulong, order: c_int);
-            pub fn __uml_cant_sleep() -> c_int;
-            pub fn uml_kmalloc(size: c_int, flags: c_int) -> *mut c_void;
-            pub fn kfree(ptr: *const c_void);
-        }
+        pub use crate::kernel::um::{
+            __uml_cant_sleep, alloc_stack, free_stack, kfree, uml_kmalloc,
+        };
     }
 
     /// Helper stacks are one page (`alloc_stack(0, ...)`), as in the C

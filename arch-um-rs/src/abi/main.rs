@@ -88,20 +88,18 @@ mod kernel_side {
 
     mod k {
         use super::*;
+        pub use crate::kernel::um::{
+            kfree, kmalloc_ok, uml_kmalloc, uml_physmem, vfree, vmalloc_noprof,
+        };
+
         unsafe extern "C" {
-            pub static kmalloc_ok: c_int;
             pub static uml_exitcode: c_int;
-            pub static uml_physmem: c_ulong;
             pub static high_physmem: c_ulong;
             pub static start_vm: c_ulong;
             pub static end_vm: c_ulong;
             pub fn linux_main(argc: c_int, argv: *mut *mut c_char) -> c_int;
             pub fn uml_cleanup();
             pub fn deactivate_all_fds() -> c_int;
-            pub fn uml_kmalloc(size: c_int, flags: c_int) -> *mut c_void;
-            pub fn vmalloc_noprof(size: c_ulong) -> *mut c_void;
-            pub fn kfree(ptr: *const c_void);
-            pub fn vfree(ptr: *const c_void);
             pub fn __real_malloc(size: usize) -> *mut c_void;
             pub fn __real_free(ptr: *mut c_void);
             pub fn os_timer_disable();

@@ -14,11 +14,12 @@ use crate::klog;
 
 mod k {
     use super::*;
+    pub use crate::kernel::um::free_stack;
+
     unsafe extern "C" {
         pub fn sigio_lock();
         pub fn sigio_unlock();
         pub fn write_sigio_irq(fd: c_int) -> c_int;
-        pub fn free_stack(stack: c_ulong, order: c_int);
         pub fn run_helper_thread(
             proc_: extern "C" fn(*mut c_void) -> c_int,
             arg: *mut c_void,

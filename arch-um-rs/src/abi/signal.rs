@@ -81,22 +81,21 @@ mod kernel_side {
     mod k {
         //! The kernel functions the handlers call.
         use super::*;
+        pub use crate::kernel::um::{
+            block_signals_trace, um_trace_signals_off, um_trace_signals_on, unblock_signals_trace,
+        };
+
         unsafe extern "C" {
             pub fn to_irq_stack(mask_out: *mut c_ulong) -> c_ulong;
             pub fn from_irq_stack(nested: c_int) -> c_ulong;
             pub fn get_regs_from_mc(regs: *mut UmlPtRegs, mc: *mut libc::mcontext_t);
             pub fn timer_handler(sig: c_int, si: *mut libc::siginfo_t, regs: *mut UmlPtRegs);
             pub fn uml_pm_wake();
-            pub fn block_signals_trace();
-            pub fn unblock_signals_trace();
-            pub fn um_trace_signals_on();
-            pub fn um_trace_signals_off();
             pub fn relay_signal(sig: c_int, si: *mut libc::siginfo_t, regs: *mut UmlPtRegs);
             pub fn winch(sig: c_int, si: *mut libc::siginfo_t, regs: *mut UmlPtRegs);
             pub fn bus_handler(sig: c_int, si: *mut libc::siginfo_t, regs: *mut UmlPtRegs);
             pub fn segv_handler(sig: c_int, si: *mut libc::siginfo_t, regs: *mut UmlPtRegs);
             pub fn sigio_handler(sig: c_int, si: *mut libc::siginfo_t, regs: *mut UmlPtRegs);
-            pub fn panic(fmt: *const core::ffi::c_char, ...) -> !;
         }
     }
 
@@ -294,9 +293,9 @@ mod kernel_side {
     }
 
     #[cold]
-    fn fatal_errno(what: &core::ffi::CStr, errno: c_int) -> ! {
-        // SAFETY: the format takes one int.
-        unsafe { k::panic(what.as_ptr(), errno) }
+    /// Panics the kernel with the C layer's message: `what` then the errno.
+    fn fatal_errno(what: &str, errno: c_int) -> ! {
+        crate::kernel::fatal(crate::kernel::stack_format(format_args!("{what}{errno}")).as_str())
     }
 
     /// Installs [`hard_handler`] for `sig` and unblocks it; panics the
@@ -317,11 +316,11 @@ mod kernel_side {
         }
         // SAFETY: installs our handler, which is async-signal-safe.
         if unsafe { libc::sigaction(sig, &action, core::ptr::null_mut()) } < 0 {
-            fatal_errno(c"sigaction failed - errno = %d\n", last_errno());
+            fatal_errno("sigaction failed - errno = ", last_errno());
         }
         let rc = change_sig(sig, 1);
         if rc < 0 {
-            fatal_errno(c"sigprocmask failed - errno = %d\n", -rc);
+            fatal_errno("sigprocmask failed - errno = ", -rc);
         }
     }
 
@@ -353,7 +352,7 @@ mod kernel_side {
         };
         // SAFETY: the kernel hands a stack it owns for the life of the thread.
         if unsafe { libc::sigaltstack(&stack, core::ptr::null_mut()) } != 0 {
-            fatal_errno(c"enabling signal stack failed, errno = %d\n", last_errno());
+            fatal_errno("enabling signal stack failed, errno = ", last_errno());
         }
     }
 

@@ -152,22 +152,12 @@ pub unsafe fn run_helper(
     match read_status(&ours) {
         Ok(None) => Ok(pid),
         other => {
-            reap(pid);
+            crate::host::ptrace::reap(pid);
             match other {
                 Ok(Some(err)) => Err(HelperError::Exec(Errno::from_raw(-err))),
                 Err(e) => Err(HelperError::Read(e)),
                 Ok(None) => unreachable!(),
             }
-        }
-    }
-}
-
-fn reap(pid: c_int) {
-    loop {
-        // SAFETY: waits for our own child; a NULL status is allowed.
-        let rc = unsafe { libc::waitpid(pid, core::ptr::null_mut(), libc::__WALL) };
-        if rc >= 0 || Errno::last() != Errno::EINTR {
-            return;
         }
     }
 }

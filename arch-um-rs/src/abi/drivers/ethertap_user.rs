@@ -45,14 +45,14 @@ mod kernel_side {
 
     /// The kernel functions ethertap calls: the shared ones and its own.
     mod k {
-        use core::ffi::{c_char, c_int, c_void};
+        use core::ffi::{c_char, c_int};
 
         pub(super) use crate::abi::drivers::k::*;
 
+        pub use crate::kernel::um::{kfree, uml_kmalloc};
+
         unsafe extern "C" {
             pub fn read_output(fd: c_int, output: *mut c_char, len: c_int);
-            pub fn uml_kmalloc(size: c_int, flags: c_int) -> *mut c_void;
-            pub fn kfree(ptr: *const c_void);
         }
 
         /// A `UM_KERN_PAGE_SIZE` buffer from `uml_kmalloc` with

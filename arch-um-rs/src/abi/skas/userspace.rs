@@ -29,6 +29,8 @@ pub(super) mod kernel_side {
         }
     }
 
+    pub use crate::kernel::um::{block_signals_trace, kmalloc_ok, unblock_signals_trace};
+
     unsafe extern "C" {
         pub fn interrupt_end();
         pub fn current_mm_sync();
@@ -38,13 +40,10 @@ pub(super) mod kernel_side {
         pub fn singlestepping() -> c_int;
         pub fn handle_syscall(regs: *mut UmlPtRegs);
         pub fn relay_signal(sig: c_int, si: *mut libc::siginfo_t, regs: *mut UmlPtRegs);
-        pub fn block_signals_trace();
-        pub fn unblock_signals_trace();
         pub fn kernel_longjmp(buf: *mut JmpBuf, val: c_int) -> !;
         /// `void (*sig_info[])(int, struct siginfo *, struct uml_pt_regs *)`,
         /// indexed by signal number (see [`sig_handler`]).
         pub static sig_info: [SigHandler; 0];
-        pub static mut kmalloc_ok: c_int;
         pub fn uml_finishsetup();
     }
 }

@@ -14,26 +14,26 @@ fn argv(args: &[&CStr]) -> Vec<*mut c_char> {
     v
 }
 
-fn path_buf() -> Vec<c_char> {
-    vec![0; libc::PATH_MAX as usize]
+/// `run_helper(args)` on `stack`, with `pre_exec(data)` if given.
+fn spawn(
+    stack: &Stack,
+    args: &[&CStr],
+    pre: Option<(PreExec, *mut c_void)>,
+) -> Result<c_int, HelperError> {
+    let mut buf: Vec<c_char> = vec![0; libc::PATH_MAX as usize];
+    let argv = argv(args);
+    let (pre_exec, data) = match pre {
+        Some((f, d)) => (Some(f), d),
+        None => (None, core::ptr::null_mut()),
+    };
+    // SAFETY: a valid stack, NULL-terminated argv and PATH_MAX buffer, all alive until the child has exec'd or failed.
+    unsafe { run_helper(stack.top(), pre_exec, data, argv.as_ptr(), buf.as_mut_ptr()) }
 }
 
 #[test]
 fn a_program_that_runs_returns_its_pid_and_exit_status() {
     let stack = Stack::new(64 << 10);
-    let mut buf = path_buf();
-    let args = argv(&[c"true"]);
-    // SAFETY: valid stack, argv and buffer; no pre-exec callback.
-    let pid = unsafe {
-        run_helper(
-            stack.top(),
-            None,
-            core::ptr::null_mut(),
-            args.as_ptr(),
-            buf.as_mut_ptr(),
-        )
-    }
-    .expect("true runs");
+    let pid = spawn(&stack, &[c"true"], None).expect("true runs");
     assert!(pid > 0);
     let ws = wait_helper(pid).unwrap();
     assert!(exited_ok(&ws), "{ws:?}");
@@ -42,19 +42,7 @@ fn a_program_that_runs_returns_its_pid_and_exit_status() {
 #[test]
 fn a_failing_program_is_reported_by_wait() {
     let stack = Stack::new(64 << 10);
-    let mut buf = path_buf();
-    let args = argv(&[c"false"]);
-    // SAFETY: as above.
-    let pid = unsafe {
-        run_helper(
-            stack.top(),
-            None,
-            core::ptr::null_mut(),
-            args.as_ptr(),
-            buf.as_mut_ptr(),
-        )
-    }
-    .unwrap();
+    let pid = spawn(&stack, &[c"false"], None).unwrap();
     let ws = wait_helper(pid).unwrap();
     assert!(!exited_ok(&ws));
     assert_eq!(raw_status(&ws), 1 << 8);
@@ -63,19 +51,7 @@ fn a_failing_program_is_reported_by_wait() {
 #[test]
 fn a_missing_program_comes_back_as_the_exec_error_and_is_reaped() {
     let stack = Stack::new(64 << 10);
-    let mut buf = path_buf();
-    let args = argv(&[c"uml-no-such-helper-program"]);
-    // SAFETY: as above.
-    let err = unsafe {
-        run_helper(
-            stack.top(),
-            None,
-            core::ptr::null_mut(),
-            args.as_ptr(),
-            buf.as_mut_ptr(),
-        )
-    }
-    .unwrap_err();
+    let err = spawn(&stack, &[c"uml-no-such-helper-program"], None).unwrap_err();
     assert_eq!(err, HelperError::Exec(Errno::ENOENT));
     assert_eq!(err.neg_errno(), -libc::ENOENT);
 }
@@ -83,22 +59,10 @@ fn a_missing_program_comes_back_as_the_exec_error_and_is_reaped() {
 #[test]
 fn a_non_executable_file_is_eacces() {
     let stack = Stack::new(64 << 10);
-    let mut buf = path_buf();
     let file = tempfile::NamedTempFile::new().unwrap();
     let path = std::ffi::CString::new(file.path().as_os_str().as_encoded_bytes()).unwrap();
     // A fresh temporary file has no execute bit (mode 0600), even for root.
-    let args = argv(&[&path]);
-    // SAFETY: as above.
-    let err = unsafe {
-        run_helper(
-            stack.top(),
-            None,
-            core::ptr::null_mut(),
-            args.as_ptr(),
-            buf.as_mut_ptr(),
-        )
-    }
-    .unwrap_err();
+    let err = spawn(&stack, &[&path], None).unwrap_err();
     assert_eq!(err, HelperError::Exec(Errno::EACCES));
 }
 
@@ -117,18 +81,11 @@ unsafe extern "C" fn pre_exec(arg: *mut c_void) {
 fn pre_exec_runs_in_the_child_before_exec_on_a_one_page_stack() {
     // The kernel gives helpers a single page of stack.
     let stack = Stack::new(4096 * 4);
-    let mut buf = path_buf();
-    let args = argv(&[c"uml-no-such-helper-program"]);
-    // SAFETY: as above; the callback only stores to a static.
-    let err = unsafe {
-        run_helper(
-            stack.top(),
-            Some(pre_exec),
-            4242usize as *mut c_void,
-            args.as_ptr(),
-            buf.as_mut_ptr(),
-        )
-    }
+    let err = spawn(
+        &stack,
+        &[c"uml-no-such-helper-program"],
+        Some((pre_exec, 4242usize as *mut c_void)),
+    )
     .unwrap_err();
     assert_eq!(err, HelperError::Exec(Errno::ENOENT));
     assert_eq!(PRE_EXEC_SAW.load(Ordering::SeqCst), 4242);

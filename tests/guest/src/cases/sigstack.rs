@@ -12,47 +12,17 @@ use std::time::{Duration, Instant};
 
 use super::Config;
 use super::isolated::run_isolated;
+use super::signals::Installed;
 use crate::ktap::{CaseResult, Context, Verdict};
 use crate::pattern;
 use crate::sys::{self, Mapping};
 use crate::{check, fail};
-
-type Handler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
 
 /// si_code values of SIGSEGV (asm-generic/siginfo.h).
 const SEGV_MAPERR: i32 = 1;
 const SEGV_ACCERR: i32 = 2;
 
 const ALT_STACK_LEN: usize = 64 << 10;
-
-/// An installed signal action, restored when dropped.
-struct Action {
-    sig: libc::c_int,
-    old: libc::sigaction,
-}
-
-impl Action {
-    fn new(sig: libc::c_int, handler: Handler, flags: libc::c_int) -> Result<Action, Verdict> {
-        // SAFETY: sigaction is plain data; zero is a valid starting value.
-        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
-        sa.sa_sigaction = handler as usize;
-        sa.sa_flags = libc::SA_SIGINFO | flags;
-        // SAFETY: `sa.sa_mask` is a valid sigset to initialise.
-        unsafe { libc::sigemptyset(&mut sa.sa_mask) };
-        // SAFETY: plain data, filled in by sigaction.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: valid sigaction pointers; the handlers only use atomics and async-signal-safe calls.
-        sys::cvt(unsafe { libc::sigaction(sig, &sa, &mut old) }).ctx("sigaction")?;
-        Ok(Action { sig, old })
-    }
-}
-
-impl Drop for Action {
-    fn drop(&mut self) {
-        // SAFETY: restores the action saved by `new`.
-        unsafe { libc::sigaction(self.sig, &self.old, std::ptr::null_mut()) };
-    }
-}
 
 /// An alternate signal stack for this thread; the previous one (Rust's
 /// runtime installs one for stack overflow reports) comes back on drop.
@@ -163,9 +133,9 @@ fn alt_stack_and_nesting(alt: &AltStack) -> CaseResult {
     DEPTH.store(0, SeqCst);
     USR1_N.store(0, SeqCst);
     USR2_N.store(0, SeqCst);
-    let _a1 = Action::new(libc::SIGUSR1, on_usr1, libc::SA_ONSTACK)?;
-    let _a2 = Action::new(libc::SIGUSR2, on_usr2, libc::SA_ONSTACK)?;
-    let _a3 = Action::new(libc::SIGURG, on_urg, 0)?;
+    let _a1 = Installed::with_flags(libc::SIGUSR1, on_usr1, libc::SA_ONSTACK)?;
+    let _a2 = Installed::with_flags(libc::SIGUSR2, on_usr2, libc::SA_ONSTACK)?;
+    let _a3 = Installed::with_flags(libc::SIGURG, on_urg, 0)?;
     // SAFETY: raise(3) to ourselves; the handlers are installed.
     sys::cvt(unsafe { libc::raise(libc::SIGUSR1) }).ctx("raise SIGUSR1")?;
     // SAFETY: as above.
@@ -262,7 +232,7 @@ const AFTER: &[u8] = b"after-signal";
 fn interrupted_read(restart: bool) -> Result<(isize, i32, Vec<u8>), Verdict> {
     INT_N.store(0, SeqCst);
     let flags = if restart { libc::SA_RESTART } else { 0 };
-    let _a = Action::new(libc::SIGUSR1, on_int, flags)?;
+    let _a = Installed::with_flags(libc::SIGUSR1, on_int, flags)?;
     let (r, w) = sys::pipe().ctx("pipe")?;
     // SAFETY: pthread_self and gettid have no preconditions.
     let (main, tid) = unsafe { (libc::pthread_self(), libc::gettid()) };
@@ -384,7 +354,7 @@ extern "C" fn on_segv(sig: libc::c_int, info: *mut libc::siginfo_t, _c: *mut lib
 
 fn segv_repair(alt: &AltStack) -> CaseResult {
     let ps = sys::page_size();
-    let _a = Action::new(libc::SIGSEGV, on_segv, libc::SA_ONSTACK)?;
+    let _a = Installed::with_flags(libc::SIGSEGV, on_segv, libc::SA_ONSTACK)?;
 
     // A write to a read-only page: SEGV_ACCERR; the handler makes the page
     // writable and the write completes.
