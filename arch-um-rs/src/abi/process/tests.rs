@@ -86,6 +86,14 @@ fn map_protect_drop_unmap_a_memory_file() {
         let mut b = [0u8; 1];
         assert_eq!(libc::pread(raw, b.as_mut_ptr().cast(), 1, 4096), 1);
         assert_eq!(b[0], 0x5a);
+        // A forked child does not inherit the mapping (MADV_DONTFORK).
+        let status = run_forked(|| {
+            let mut vec = [0u8; 1];
+            let unmapped = libc::mincore(base, 4096, vec.as_mut_ptr()) < 0
+                && *libc::__errno_location() == libc::ENOMEM;
+            libc::_exit(if unmapped { 0 } else { 1 });
+        });
+        assert_eq!(status, 0, "the child inherited the kernel's memory mapping");
         assert_eq!(os_drop_memory(base, 4096), 0);
         assert_eq!(*(base as *const u8), 0, "MADV_REMOVE zeroes the page");
         assert_eq!(os_protect_memory(base, 8192, 1, 0, 0), 0);
