@@ -62,14 +62,21 @@ pub fn read_migrated(path: &Path) -> Result<Vec<String>> {
     Ok(migrated)
 }
 
+/// Where MIGRATED's `um-drivers/<file>` names live: the host halves of
+/// the drivers in `arch/um/drivers`.
+pub const UM_DRIVERS_DIR: &str = "arch/um/drivers/";
+
 /// The objects of the C build that a MIGRATED name stands for: the
-/// os-Linux file of that name, or for `stub` the two stub objects.
+/// os-Linux file of that name, the `arch/um/drivers` file for
+/// `um-drivers/<file>`, or for `stub` the two stub objects.
 pub fn c_objects(name: &str) -> Vec<String> {
     if name == "stub" {
         vec![
             "arch/um/kernel/skas/stub.o".into(),
             "arch/x86/um/stub_segv.o".into(),
         ]
+    } else if let Some(file) = name.strip_prefix("um-drivers/") {
+        vec![format!("{UM_DRIVERS_DIR}{file}.o")]
     } else {
         vec![format!("{OS_DIR}{name}.o")]
     }
@@ -569,5 +576,11 @@ mod tests {
             parse_migrated("# x\nfile\nutil.c\n\n umid # y\n"),
             ["file", "util", "umid"]
         );
+        assert_eq!(c_objects("skas/mem"), ["arch/um/os-Linux/skas/mem.o"]);
+        assert_eq!(
+            c_objects("um-drivers/ubd_user"),
+            ["arch/um/drivers/ubd_user.o"]
+        );
+        assert_eq!(c_objects("stub").len(), 2);
     }
 }

@@ -23,5 +23,6 @@ pub mod skas;
 pub mod start_up;
 pub mod time;
 pub mod tty;
+pub mod um_drivers;
 pub mod umid;
 pub mod util;

@@ -16,5 +16,6 @@ pub mod socket;
 pub mod tap;
 pub mod timer;
 pub mod tty;
+pub mod ubd;
 pub mod umid;
 pub mod util;
