@@ -493,6 +493,8 @@ pub const C_HEADERS: &[&str] = &[
     "longjmp.h",
     "mem_user.h",
     "net_user.h",
+    // arch/um/drivers, on the guard's include path since patch 0011.
+    "ubd.h",
 ];
 
 /// signal.c and helper.c: the kernel allocation flags, the size of the
@@ -560,6 +562,33 @@ const NET_USER: [AbiFact; 5] = {
     ]
 };
 
+/// um-drivers/ubd_user: the request structures the I/O thread serves
+/// (ubd.h, patch 0012).
+const UBD_DESC: [AbiFact; 7] = struct_facts!(
+    crate::abi::um_drivers::ubd::IoDesc,
+    "struct io_desc",
+    [buffer, length, sector_mask, cow_offset, bitmap_words]
+);
+const UBD_REQ: [AbiFact; 11] = struct_facts!(
+    crate::abi::um_drivers::ubd::IoThreadReq,
+    "struct io_thread_req",
+    [
+        req, op, fds, offsets, offset, sectorsize, error, desc_cnt, io_desc
+    ]
+);
+const UBD_CONSTANTS: [AbiFact; 7] = {
+    use crate::abi::um_drivers::ubd;
+    [
+        konst("UBD_OP_READ", ubd::UBD_OP_READ as i64),
+        konst("UBD_OP_WRITE", ubd::UBD_OP_WRITE as i64),
+        konst("UBD_OP_FLUSH", ubd::UBD_OP_FLUSH as i64),
+        konst("UBD_OP_DISCARD", ubd::UBD_OP_DISCARD as i64),
+        konst("UBD_OP_WRITE_ZEROES", ubd::UBD_OP_WRITE_ZEROES as i64),
+        konst("UBD_OP_UNKNOWN", ubd::UBD_OP_UNKNOWN as i64),
+        konst("UBD_MAX_REQUEST", ubd::UBD_MAX_REQUEST as i64),
+    ]
+};
+
 /// Every fact checked by the ABI guard.
 pub fn abi_facts() -> Vec<AbiFact> {
     let mut facts = Vec::new();
@@ -575,6 +604,9 @@ pub fn abi_facts() -> Vec<AbiFact> {
     facts.extend_from_slice(&IOMEM);
     facts.extend_from_slice(&NET_USER_INFO);
     facts.extend_from_slice(&NET_USER);
+    facts.extend_from_slice(&UBD_DESC);
+    facts.extend_from_slice(&UBD_REQ);
+    facts.extend_from_slice(&UBD_CONSTANTS);
     facts
 }
 

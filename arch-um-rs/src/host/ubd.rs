@@ -50,5 +50,8 @@ pub fn poll_one(fd: libc::c_int, events: libc::c_short, timeout: libc::c_int) ->
     }
 }
 
+pub mod engine;
+pub mod plan;
+
 #[cfg(test)]
 mod tests;
