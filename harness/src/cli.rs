@@ -52,6 +52,9 @@ pub enum Command {
     Kunit(KunitArgs),
     /// Run the benchmarks.
     Bench(BenchArgs),
+    /// Run fio in the guest on a ubd disk (random 4 KiB reads at queue depth 1
+    /// and 32, sequential 1 MiB reads and writes), kernels interleaved.
+    BenchBlock(BenchBlockArgs),
     /// The main job: setup, build both kernels, verify the link, run the guest
     /// suite on the Rust kernel and print the benchmark table.
     Demo(BenchArgs),
@@ -122,6 +125,11 @@ pub struct TestArgs {
     /// Kernels to test (comma-separated or repeated): c, rust, debian or a path.
     #[arg(long, value_delimiter = ',', default_value = "rust")]
     pub os: Vec<String>,
+    /// Run only the cases whose name starts with PREFIX (comma-separated or
+    /// repeated), among the host cases that boot a kernel of their own
+    /// (e.g. `host_ubd_`); the main guest-suite boot is then skipped.
+    #[arg(long, value_delimiter = ',', value_name = "PREFIX")]
+    pub only: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +160,22 @@ pub struct BenchArgs {
     /// Fewer iterations, for a quick look.
     #[arg(long)]
     pub quick: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchBlockArgs {
+    /// Rounds (each job on each kernel once per round, interleaved).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Seconds of each fio job.
+    #[arg(long, default_value_t = 8)]
+    pub runtime: u32,
+    /// Kernels to compare (comma-separated): c, rust, debian or a path.
+    #[arg(long, value_delimiter = ',', default_value = "c,rust")]
+    pub kernels: Vec<String>,
+    /// Where to write the JSON results [default: <cache>/bench-block.json].
+    #[arg(long, default_value = "", hide_default_value = true, value_parser = any_path)]
+    pub json: PathBuf,
 }
 
 /// A path, empty allowed (clap's own PathBuf parser refuses "", our "use the default").
@@ -237,6 +261,7 @@ mod tests {
             panic!()
         };
         assert_eq!(t.os, ["rust"]);
+        assert!(t.only.is_empty());
         let cli = Cli::try_parse_from(["uml-harness", "bench"]).unwrap();
         let Command::Bench(b) = cli.command else {
             panic!()
@@ -249,5 +274,20 @@ mod tests {
             panic!()
         };
         assert_eq!(t.os, ["c", "rust"]);
+        let cli = Cli::try_parse_from([
+            "uml-harness",
+            "test",
+            "--os",
+            "/tmp/k/linux",
+            "--only",
+            "host_ubd_,host_net",
+            "--only=host_halt",
+        ])
+        .unwrap();
+        let Command::Test(t) = cli.command else {
+            panic!()
+        };
+        assert_eq!(t.os, ["/tmp/k/linux"]);
+        assert_eq!(t.only, ["host_ubd_", "host_net", "host_halt"]);
     }
 }

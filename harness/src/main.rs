@@ -4,6 +4,8 @@
 
 mod archive;
 mod bench;
+mod bench_block;
+mod block;
 mod boot;
 mod build_selftest;
 mod cli;
@@ -56,6 +58,7 @@ fn real_main() -> Result<i32> {
             }
             bench::run(&ctx, &a)?
         }
+        Command::BenchBlock(a) => bench_block::run(&ctx, &a)?,
         Command::Demo(mut a) => {
             if a.json.as_os_str().is_empty() {
                 a.json = ctx.cache.join("bench.json");
@@ -82,6 +85,7 @@ fn demo(ctx: &Ctx, bench_args: &cli::BenchArgs) -> Result<()> {
         ctx,
         &cli::TestArgs {
             os: vec!["rust".into()],
+            only: Vec::new(),
         },
     )?;
     println!("== bench");

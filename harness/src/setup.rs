@@ -30,6 +30,10 @@ pub const HOST_PACKAGES: &[&str] = &[
     "python3",
     // the tap devices of the network cases
     "iproute2",
+    // `bench-block` runs the host's fio in the guest
+    "fio",
+    // mkfs.ext4, e2fsck and debugfs of the block cases (host and guest)
+    "e2fsprogs",
 ];
 
 /// Installed version of each package that is installed (dpkg status `ii`).

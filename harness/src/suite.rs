@@ -28,6 +28,13 @@
 //!    goes (see [`crate::physmem`]); on both, one more boot checks the legacy
 //!    tuntap network transport through a host tap device: pings and a TCP
 //!    round trip (`host_net_tuntap`, see [`crate::net`]).
+//! 7. Eleven short boots check the block driver (ubd) as the UML HOWTO
+//!    describes it: ext4, COW files, read-only devices, odd sizes, TRIM,
+//!    hot-plug, host I/O errors, sync before halt (`host_ubd_*`, see
+//!    [`crate::block`]).
+//!
+//! With `--only PREFIX`, the main boot (steps 1 to 4) is skipped and only the
+//! cases of steps 5 to 7 whose names start with a PREFIX run.
 //!
 //! The console is echoed live. After each kernel one KTAP v1 stream reports
 //! the guest's own cases (parsed from the console) and the host checks;
@@ -42,6 +49,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::block;
 use crate::boot::{self, BootSpec, Guest};
 use crate::cli::TestArgs;
 use crate::net;
@@ -52,7 +60,7 @@ use crate::teardown;
 // The guest's byte patterns and storage protocol, compiled from the guest's
 // own sources so that both sides share one definition.
 #[path = "../../tests/guest/src/pattern.rs"]
-mod pattern;
+pub(crate) mod pattern;
 
 /// `len` bytes of the pattern stream for `seed` from offset 0.
 pub(crate) fn pattern_bytes(seed: u64, len: usize) -> Vec<u8> {
@@ -300,32 +308,44 @@ const LIB_DIRS: &[&str] = &[
 
 /// Copies dynamically linked host programs ([`proto::DYN_PROGRAMS`]) into
 /// `<hostfs>/dyn`, and their ELF interpreter and the libraries they need
-/// (DT_NEEDED, transitively) into `<hostfs>/dyn/lib`: the initramfs holds
-/// static programs only, and the guest's `exec_dynamic` case runs these.
+/// into `<hostfs>/dyn/lib`: the initramfs holds static programs only, and
+/// the guest's `exec_dynamic` case runs these.
 fn stage_dynamic(hostfs: &Path) -> Result<()> {
-    let dir = hostfs.join(proto::DYN_DIR);
+    stage_programs(&hostfs.join(proto::DYN_DIR), proto::DYN_PROGRAMS).map(|_| ())
+}
+
+/// Copies the host programs `names` (from /bin, /usr/bin, /sbin or
+/// /usr/sbin) into `dir`, and their ELF interpreter and the libraries they
+/// need (DT_NEEDED, transitively) into `dir/`[`proto::DYN_LIB_DIR`], so that
+/// a guest can run them from a hostfs mount. Returns the file name of the
+/// interpreter (e.g. `ld-linux-x86-64.so.2`, now in `dir/lib`); fails if no
+/// program is dynamically linked.
+pub(crate) fn stage_programs(dir: &Path, names: &[&str]) -> Result<String> {
     let lib = dir.join(proto::DYN_LIB_DIR);
     fs::create_dir_all(&lib).with_context(|| format!("mkdir {}", lib.display()))?;
     let mut todo = Vec::new();
-    for name in proto::DYN_PROGRAMS {
-        let src = ["/bin", "/usr/bin"]
+    for name in names {
+        let src = ["/bin", "/usr/bin", "/sbin", "/usr/sbin"]
             .iter()
             .map(|d| Path::new(d).join(name))
             .find(|p| p.is_file())
-            .with_context(|| format!("no {name} in /bin or /usr/bin"))?;
+            .with_context(|| format!("no {name} in /bin, /usr/bin, /sbin or /usr/sbin"))?;
         fs::copy(&src, dir.join(name)).with_context(|| format!("copying {}", src.display()))?;
         todo.push(src);
     }
     let mut staged = std::collections::BTreeSet::new();
-    let mut interps = 0;
+    let mut interp_name = None;
     while let Some(obj) = todo.pop() {
         let bytes = fs::read(&obj).with_context(|| format!("reading {}", obj.display()))?;
         let elf = goblin::elf::Elf::parse(&bytes)
             .with_context(|| format!("{} is not an ELF file", obj.display()))?;
         let mut deps: Vec<PathBuf> = Vec::new();
         if let Some(interp) = elf.interpreter {
-            interps += 1;
-            deps.push(PathBuf::from(interp));
+            let p = PathBuf::from(interp);
+            if interp_name.is_none() {
+                interp_name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            }
+            deps.push(p);
         }
         for needed in &elf.libraries {
             let found = LIB_DIRS
@@ -346,10 +366,7 @@ fn stage_dynamic(hostfs: &Path) -> Result<()> {
             }
         }
     }
-    if interps == 0 {
-        bail!("none of {:?} is dynamically linked", proto::DYN_PROGRAMS);
-    }
-    Ok(())
+    interp_name.with_context(|| format!("none of {names:?} is dynamically linked"))
 }
 
 /// The guest command line.
@@ -400,7 +417,33 @@ fn check_umid_dir(guest: &Guest) -> Result<()> {
 }
 
 /// Runs `uml_mconsole <socket> ARGS` with a time limit; returns its stdout.
+/// Fails if it exits with a failure (the kernel answered `ERR ...`).
 pub(crate) fn mconsole(socket: &Path, args: &[&str]) -> Result<String> {
+    let r = mconsole_reply(socket, args)?;
+    if !r.status.success() {
+        bail!(
+            "uml_mconsole {} {}: {}: {}{}",
+            socket.display(),
+            args.join(" "),
+            r.status,
+            r.stdout.trim(),
+            r.stderr.trim()
+        );
+    }
+    Ok(r.stdout)
+}
+
+/// How `uml_mconsole` ended: it exits 0 on the kernel's `OK` reply and
+/// non-zero on `ERR`, printing the reply on stdout either way.
+pub(crate) struct McReply {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `uml_mconsole <socket> ARGS` with a time limit; an `ERR` reply is a
+/// result, not an error (for requests that must be refused).
+pub(crate) fn mconsole_reply(socket: &Path, args: &[&str]) -> Result<McReply> {
     let mut child = Command::new("uml_mconsole")
         .arg(socket)
         .args(args)
@@ -411,25 +454,20 @@ pub(crate) fn mconsole(socket: &Path, args: &[&str]) -> Result<String> {
         .context("running uml_mconsole (package uml-utilities)")?;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        if let Some(st) = child.try_wait()? {
-            let mut out = String::new();
-            let mut err = String::new();
+        if let Some(status) = child.try_wait()? {
+            let mut stdout = String::new();
+            let mut stderr = String::new();
             if let Some(mut o) = child.stdout.take() {
-                o.read_to_string(&mut out)?;
+                o.read_to_string(&mut stdout)?;
             }
             if let Some(mut e) = child.stderr.take() {
-                e.read_to_string(&mut err)?;
+                e.read_to_string(&mut stderr)?;
             }
-            if !st.success() {
-                bail!(
-                    "uml_mconsole {} {}: {st}: {}{}",
-                    socket.display(),
-                    args.join(" "),
-                    out.trim(),
-                    err.trim()
-                );
-            }
-            return Ok(out);
+            return Ok(McReply {
+                status,
+                stdout,
+                stderr,
+            });
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -638,9 +676,30 @@ fn add_host_case(host: &mut Report, name: &str, result: Result<String>) {
     }
 }
 
+/// The cases of [`teardown::run_cases`] and [`physmem::cases`], by name, so
+/// that `--only` can tell whether to run those boots at all.
+const TEARDOWN_CASES: &[&str] = &[
+    "host_halt_no_leftovers",
+    "host_reboot_no_leftovers",
+    "host_panic_no_leftovers",
+];
+const PHYSMEM_CASES: &[&str] = &[
+    "host_physmem_fallback_dir",
+    "host_physmem_too_small",
+    "host_boot_ptrace_forbidden",
+];
+
+/// Whether `--only` (a list of name prefixes; empty: everything) selects
+/// the case `name`.
+fn selected(only: &[String], name: &str) -> bool {
+    only.is_empty() || only.iter().any(|p| name.starts_with(p.as_str()))
+}
+
 /// Boots `os` with the suite and the host checks; never fails, every
-/// problem is a case in the report.
-fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
+/// problem is a case in the report. With `only` (name prefixes), just the
+/// host cases that boot a kernel of their own and match, without the main
+/// suite boot.
+fn test_kernel(ctx: &Ctx, os: &str, only: &[String]) -> (String, Report) {
     let mut rep = Report::default();
     let kernel = match boot::kernel_path(ctx, os) {
         Ok(k) => k,
@@ -650,6 +709,74 @@ fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
         }
     };
     let title = format!("kernel {os} ({})", kernel.display());
+    let mut host = Report::default();
+    let tmp = if only.is_empty() {
+        match suite_boot(ctx, &kernel, &mut rep, &mut host) {
+            Some(t) => Some(t),
+            None => return (title, rep),
+        }
+    } else {
+        rep.diags.push(format!(
+            "--only {}: the main suite boot is skipped",
+            only.join(",")
+        ));
+        None
+    };
+    let want = |name: &str| selected(only, name);
+    if TEARDOWN_CASES.iter().any(|n| want(n)) {
+        let t = Instant::now();
+        let mut cases = Report::default();
+        teardown::run_cases(ctx, &kernel, &mut cases);
+        cases.cases.retain(|(n, _)| want(n));
+        host.cases.append(&mut cases.cases);
+        host.diags.append(&mut cases.diags);
+        host.diags.push(format!(
+            "teardown boots (halt, reboot, panic): {:.1}s",
+            t.elapsed().as_secs_f64()
+        ));
+    }
+    // Where the Rust layer puts physical memory when memfd is refused
+    // (the C layer has no such checks to pass).
+    if os == "rust" && PHYSMEM_CASES.iter().any(|n| want(n)) {
+        for (name, result) in physmem::cases(&kernel) {
+            if want(name) {
+                add_host_case(&mut host, name, result);
+            }
+        }
+    }
+    // The legacy tuntap network transport, end to end through a host tap.
+    if want(net::CASE) {
+        add_host_case(&mut host, net::CASE, net::tuntap_case(ctx, &kernel));
+    }
+    // The block driver (ubd) as the UML HOWTO describes it, on real boots.
+    for case in block::CASES {
+        if want(case.name) {
+            add_host_case(&mut host, case.name, block::run(case, ctx, &kernel));
+        }
+    }
+    rep.cases.append(&mut host.cases);
+    rep.diags.append(&mut host.diags);
+
+    if rep.totals().failed > 0 {
+        if let Some(tmp) = tmp {
+            let kept = tmp.keep();
+            rep.diags
+                .push(format!("kept {} for inspection", kept.display()));
+        }
+    }
+    (title, rep)
+}
+
+/// The main boot: the guest suite with the host checks around it. Adds the
+/// guest's cases to `rep` and the host checks to `host`; returns the
+/// temporary directory with the guest's files, or None if the run could not
+/// start (the failure is in `rep`).
+fn suite_boot(
+    ctx: &Ctx,
+    kernel: &Path,
+    rep: &mut Report,
+    host: &mut Report,
+) -> Option<tempfile::TempDir> {
     let tmp = match tempfile::Builder::new().prefix("uml-suite-").tempdir() {
         Ok(t) => t,
         Err(e) => {
@@ -657,7 +784,7 @@ fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
                 "host_prepare",
                 Err(anyhow::Error::from(e).context("creating a temporary directory")),
             );
-            return (title, rep);
+            return None;
         }
     };
     let seeds = Seeds::fresh();
@@ -665,7 +792,7 @@ fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
         Ok(f) => f,
         Err(e) => {
             rep.check("host_prepare", Err(e));
-            return (title, rep);
+            return None;
         }
     };
     // Without them the guest reports a skip, not a failure.
@@ -681,19 +808,18 @@ fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
         tmp.path().display()
     ));
 
-    let mut spec = BootSpec::new(kernel, guest_cmd(seeds));
+    let mut spec = BootSpec::new(kernel.to_path_buf(), guest_cmd(seeds));
     spec.ubd = vec![files.image.clone()];
     spec.hostfs_root = Some(files.hostfs.clone());
     spec.extra_args = vec!["quiet".into()];
     spec.timeout = BOOT_TIMEOUT;
     spec.echo_console = true;
-    let mut host = Report::default();
     let booted = Instant::now();
     let mut guest = match Guest::start(&spec, ctx) {
         Ok(g) => g,
         Err(e) => {
             rep.check("boot", Err(e));
-            return (title, rep);
+            return None;
         }
     };
     // Records the kernel's host processes and memory file while it runs.
@@ -773,7 +899,7 @@ fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
     let console_before = guest.console_so_far();
     let console = match guest.wait() {
         Ok(outcome) => {
-            add_guest_results(&mut rep, &outcome.console);
+            add_guest_results(rep, &outcome.console);
             rep.add(
                 "guest_exit_status",
                 if outcome.exit_code == 0 {
@@ -788,7 +914,7 @@ fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
             outcome.console
         }
         Err(e) => {
-            add_guest_results(&mut rep, &console_before);
+            add_guest_results(rep, &console_before);
             rep.check("guest_exit_status", Err(e));
             console_before
         }
@@ -801,31 +927,8 @@ fn test_kernel(ctx: &Ctx, os: &str) -> (String, Report) {
     host.check("host_console_heavy", heavy);
     teardown::check_reaped(&mut leftovers);
     leftovers.fact(format!("checked in {:.2}s", check_time.as_secs_f64()));
-    leftovers.report(&mut host, "host_exit_no_leftovers");
-    let t = Instant::now();
-    teardown::run_cases(ctx, &spec.kernel, &mut host);
-    host.diags.push(format!(
-        "teardown boots (halt, reboot, panic): {:.1}s",
-        t.elapsed().as_secs_f64()
-    ));
-    // Where the Rust layer puts physical memory when memfd is refused
-    // (the C layer has no such checks to pass).
-    if os == "rust" {
-        for (name, result) in physmem::cases(&spec.kernel) {
-            add_host_case(&mut host, name, result);
-        }
-    }
-    // The legacy tuntap network transport, end to end through a host tap.
-    add_host_case(&mut host, net::CASE, net::tuntap_case(ctx, &spec.kernel));
-    rep.cases.append(&mut host.cases);
-    rep.diags.append(&mut host.diags);
-
-    if rep.totals().failed > 0 {
-        let kept = tmp.keep();
-        rep.diags
-            .push(format!("kept {} for inspection", kept.display()));
-    }
-    (title, rep)
+    leftovers.report(host, "host_exit_no_leftovers");
+    Some(tmp)
 }
 
 /// `uml-harness test`.
@@ -834,7 +937,7 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<()> {
     let mut failed_kernels = Vec::new();
     for os in &args.os {
         println!("# uml-harness test: booting kernel {os}");
-        let (title, rep) = test_kernel(ctx, os);
+        let (title, rep) = test_kernel(ctx, os, &args.only);
         print!("{}", rep.ktap(&title));
         let t = rep.totals();
         if t.failed > 0 {
@@ -905,6 +1008,17 @@ ok 3 hostfs # SKIP no --hostfs-dir given
             Status::Fail("no result on the console (did the guest stop?)".into())
         );
         assert!(parse_guest_ktap("no ktap here\n").is_none());
+    }
+
+    #[test]
+    fn only_selects_by_prefix() {
+        assert!(selected(&[], "host_net_tuntap"));
+        let only = vec!["host_ubd_".to_string(), "host_halt".to_string()];
+        assert!(selected(&only, "host_ubd_cow"));
+        assert!(selected(&only, "host_halt_no_leftovers"));
+        assert!(!selected(&only, "host_net_tuntap"));
+        assert!(!TEARDOWN_CASES.iter().any(|n| selected(&only[..1], n)));
+        assert!(block::CASES.iter().all(|c| selected(&only, c.name)));
     }
 
     #[test]

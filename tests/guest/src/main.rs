@@ -6,6 +6,10 @@
 //! uml-guest test [--only NAME]... [--list] [OPTIONS]   in-guest suite, KTAP v1
 //! uml-guest bench OP|all [--iters N] [--iters-scale X] [--runs R] [--cpu C]
 //! uml-guest wait-file PATH SECS                       poll until PATH exists
+//! uml-guest pattern SEED LEN                          write LEN bytes of the
+//!                                                     pattern for SEED to stdout
+//! uml-guest read-direct FILE OFFSET LEN               one O_DIRECT pread, the
+//!                                                     bytes read to stdout
 //! uml-guest true                                      exit 0 (an exec target)
 //! uml-guest exit N                                    exit N (an exec target)
 //! uml-guest probe-stale ADDR                          exit 1 if the exec'ing
@@ -43,6 +47,8 @@ usage:
       --host-sync-timeout SECS  how long to wait for it (default 120)
   uml-guest bench OP|all [--iters N] [--iters-scale X] [--runs R] [--cpu C]
   uml-guest wait-file PATH SECS
+  uml-guest pattern SEED LEN
+  uml-guest read-direct FILE OFFSET LEN
   uml-guest true
   uml-guest exit N
   uml-guest probe-stale ADDR";
@@ -53,6 +59,8 @@ fn main() -> ExitCode {
         Some("test") => cmd_test(&args[1..]),
         Some("bench") => cmd_bench(&args[1..]),
         Some("wait-file") => cmd_wait_file(&args[1..]),
+        Some("pattern") => cmd_pattern(&args[1..]),
+        Some("read-direct") => cmd_read_direct(&args[1..]),
         Some("true") => Ok(ExitCode::SUCCESS),
         // Exec targets of the `exec` case.
         Some("exit") => Ok(ExitCode::from(
@@ -252,6 +260,66 @@ fn cmd_wait_file(args: &[String]) -> Result<ExitCode, String> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Writes the first LEN bytes of the pattern stream for SEED (see
+/// [`pattern`]) to stdout: the harness's block cases write files and
+/// devices with it in the guest and check them on the host.
+fn cmd_pattern(args: &[String]) -> Result<ExitCode, String> {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    let [seed, len] = args else {
+        return Err(format!("pattern SEED LEN\n{USAGE}"));
+    };
+    let (seed, len) = (parse_u64(seed)?, parse_u64(len)?);
+    // Unbuffered (std's stdout is line-buffered), so that a block device
+    // gets whole chunks.
+    let mut out = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .map_err(|e| format!("dup stdout: {e}"))?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(buf.len() as u64) as usize;
+        pattern::fill(seed, done, &mut buf[..n]);
+        out.write_all(&buf[..n])
+            .map_err(|e| format!("writing at byte {done}: {e}"))?;
+        done += n as u64;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One pread(2) of LEN bytes at OFFSET from FILE opened with O_DIRECT,
+/// into a page-aligned buffer; writes the bytes it returned to stdout.
+/// Unlike busybox dd, which drops O_DIRECT when a read fails with EINVAL
+/// (its buffer is not aligned for a block device), it fails instead.
+fn cmd_read_direct(args: &[String]) -> Result<ExitCode, String> {
+    use std::io::Write;
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let [path, offset, len] = args else {
+        return Err(format!("read-direct FILE OFFSET LEN\n{USAGE}"));
+    };
+    let (offset, len) = (parse_u64(offset)?, parse_u64(len)? as usize);
+    const ALIGN: usize = 4096;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .map_err(|e| format!("open {path} with O_DIRECT: {e}"))?;
+    let mut raw = vec![0u8; len + ALIGN];
+    let start = raw.as_ptr().align_offset(ALIGN);
+    let buf = &mut raw[start..start + len];
+    let n = file
+        .read_at(buf, offset)
+        .map_err(|e| format!("O_DIRECT pread of {len} bytes at {offset} from {path}: {e}"))?;
+    std::io::stdout()
+        .lock()
+        .write_all(&buf[..n])
+        .and_then(|()| std::io::stdout().lock().flush())
+        .map_err(|e| format!("writing to stdout: {e}"))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints its arguments, each followed by NUL, then `env=` and the value of

@@ -32,12 +32,55 @@ use crate::abi::um_drivers::ubd::{IoDesc, IoThreadReq};
 /// served in rounds.
 pub const RING_ENTRIES: usize = 128;
 
-/// One operation in flight: which request it belongs to, and what it is,
-/// to finish a short transfer or record an error.
+/// Buffers one vectored transfer may gather: a request's segments
+/// (`MAX_SG` in ubd_kern.c), so that a contiguous multi-page request is
+/// one readv or writev, not one operation per page.
+pub const MAX_IOV: usize = 64;
+
+/// One operation in flight: which request it belongs to and what it is,
+/// to finish a short transfer or record an error. A read or write covers
+/// `iov[..iov_len]`, contiguous in the file from the op's offset.
 #[derive(Clone, Copy)]
 struct Slot {
     req: usize,
     op: HostOp,
+    iov: [libc::iovec; MAX_IOV],
+    iov_len: usize,
+}
+
+const EMPTY_SLOT: Slot = Slot {
+    req: 0,
+    op: HostOp::Sync { fd: -1 },
+    iov: [libc::iovec {
+        iov_base: core::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX_IOV],
+    iov_len: 0,
+};
+
+impl Slot {
+    /// Whether `op` of request `req` continues this slot's transfer: the
+    /// same request, direction and file, starting where it ends.
+    fn extends(&self, req: usize, op: &HostOp) -> bool {
+        if self.req != req || self.iov_len == MAX_IOV {
+            return false;
+        }
+        match (self.op, *op) {
+            (
+                HostOp::Read { fd, len, off, .. },
+                HostOp::Read {
+                    fd: fd2, off: off2, ..
+                },
+            )
+            | (
+                HostOp::Write { fd, len, off, .. },
+                HostOp::Write {
+                    fd: fd2, off: off2, ..
+                },
+            ) => fd == fd2 && off + len as u64 == off2,
+            _ => false,
+        }
+    }
 }
 
 /// How the engine serves operations.
@@ -51,8 +94,13 @@ pub enum Backend {
 
 pub struct Engine {
     backend: Backend,
-    slots: [Option<Slot>; RING_ENTRIES],
+    /// RING_ENTRIES slots, on the heap: 130 KiB would not fit on the
+    /// kernel stack that creates the engine.
+    slots: Box<[Slot]>,
+    /// Slots 0..in_flight are submitted or queued; slot `in_flight` may
+    /// be open (`open`): still gathering a transfer, not yet queued.
     in_flight: usize,
+    open: bool,
 }
 
 impl Engine {
@@ -76,8 +124,9 @@ impl Engine {
     fn with_backend(backend: Backend) -> Engine {
         Engine {
             backend,
-            slots: [None; RING_ENTRIES],
+            slots: vec![EMPTY_SLOT; RING_ENTRIES].into_boxed_slice(),
             in_flight: 0,
+            open: false,
         }
     }
 
@@ -159,35 +208,82 @@ impl Engine {
             }
             return;
         }
-        if self.in_flight == RING_ENTRIES {
-            self.drain(batch);
-        }
-        // Completions are only reaped by drain(), which empties the ring:
-        // the slots in use are always 0..in_flight.
-        let slot = self.in_flight;
-        let entry = sqe(op).user_data(slot as u64);
-        let Backend::Uring(ring) = &mut self.backend else {
-            unreachable!()
-        };
-        // SAFETY: the entry's buffer stays valid until its completion is reaped in drain(), before serve() returns.
-        if unsafe { ring.submission().push(&entry) }.is_err() {
-            // Cannot happen (the ring has RING_ENTRIES places and at most
-            // that many are in flight); serve it directly all the same.
-            if let Err(e) = execute(op) {
-                fail(batch, req, e);
+        if self.open && self.slots[self.in_flight].extends(req, &op) {
+            let slot = &mut self.slots[self.in_flight];
+            if let (
+                HostOp::Read { len, .. } | HostOp::Write { len, .. },
+                HostOp::Read { buf, len: more, .. } | HostOp::Write { buf, len: more, .. },
+            ) = (&mut slot.op, op)
+            {
+                slot.iov[slot.iov_len] = libc::iovec {
+                    iov_base: buf as *mut libc::c_void,
+                    iov_len: more,
+                };
+                slot.iov_len += 1;
+                *len += more;
             }
             return;
         }
-        self.slots[slot] = Some(Slot { req, op });
+        self.close_open(batch);
+        if self.in_flight == RING_ENTRIES {
+            self.drain(batch);
+        }
+        let slot = &mut self.slots[self.in_flight];
+        slot.req = req;
+        slot.op = op;
+        slot.iov_len = 0;
+        if let HostOp::Read { buf, len, .. } | HostOp::Write { buf, len, .. } = op {
+            slot.iov[0] = libc::iovec {
+                iov_base: buf as *mut libc::c_void,
+                iov_len: len,
+            };
+            slot.iov_len = 1;
+            // Stays open for the segments that continue it.
+            self.open = true;
+        } else {
+            self.open = true;
+            self.close_open(batch);
+        }
+    }
+
+    /// Queues the open slot's operation on the ring.
+    fn close_open(&mut self, batch: &[*mut IoThreadReq]) {
+        if !self.open {
+            return;
+        }
+        self.open = false;
+        let index = self.in_flight;
+        let slot = &self.slots[index];
+        let entry = sqe(slot).user_data(index as u64);
+        let Backend::Uring(ring) = &mut self.backend else {
+            unreachable!("slots are only used with the ring")
+        };
+        // Completions are only reaped by drain(), which empties the ring:
+        // the slots in use are always 0..in_flight.
+        // SAFETY: the entry's buffers and iovecs (in the slot) stay valid until drain() reaps its completion, before serve() returns.
+        if unsafe { ring.submission().push(&entry) }.is_err() {
+            // Cannot happen (the ring has RING_ENTRIES places and at most
+            // that many are in flight); serve it directly all the same.
+            let result = match slot.op {
+                HostOp::Read { .. } | HostOp::Write { .. } => execute_slot(slot),
+                op => execute(op),
+            };
+            if let Err(e) = result {
+                fail(batch, slot.req, e);
+            }
+            return;
+        }
         self.in_flight += 1;
     }
 
     /// Submits what is queued and waits for every operation in flight.
     fn drain(&mut self, batch: &[*mut IoThreadReq]) {
+        self.close_open(batch);
         let Backend::Uring(ring) = &mut self.backend else {
             return;
         };
-        while self.in_flight > 0 {
+        let mut left = self.in_flight;
+        while left > 0 {
             match ring.submit_and_wait(1) {
                 Ok(_) => {}
                 // Interrupted, or out of resources for the moment: the
@@ -202,10 +298,8 @@ impl Engine {
                     // flight ran is unknown, so their requests fail, and
                     // the engine goes on without the ring.
                     let errno = Errno::new(e.raw_os_error().unwrap_or(libc::EIO));
-                    for s in self.slots.iter_mut().take(self.in_flight) {
-                        if let Some(slot) = s.take() {
-                            fail(batch, slot.req, errno);
-                        }
+                    for slot in &self.slots[..self.in_flight] {
+                        fail(batch, slot.req, errno);
                     }
                     self.in_flight = 0;
                     self.backend = Backend::Sync { why: errno };
@@ -213,22 +307,19 @@ impl Engine {
                 }
             }
             for cqe in ring.completion() {
-                let Some(slot) = self
-                    .slots
-                    .get_mut(cqe.user_data() as usize)
-                    .and_then(|s| s.take())
-                else {
+                let Some(slot) = self.slots[..self.in_flight].get(cqe.user_data() as usize) else {
                     continue;
                 };
-                self.in_flight -= 1;
+                left -= 1;
                 let res = cqe.result();
                 if res < 0 {
                     fail(batch, slot.req, Errno::new(-res));
-                } else if let Err(e) = finish_short(slot.op, res as usize) {
+                } else if let Err(e) = finish_short(slot, res as usize) {
                     fail(batch, slot.req, e);
                 }
             }
         }
+        self.in_flight = 0;
     }
 }
 
@@ -254,19 +345,17 @@ fn fail(batch: &[*mut IoThreadReq], req: usize, e: Errno) {
     }
 }
 
-/// The submission entry of `op`.
-fn sqe(op: HostOp) -> squeue::Entry {
-    match op {
-        HostOp::Read { fd, buf, len, off } => {
-            opcode::Read::new(types::Fd(fd), buf as *mut u8, len as u32)
-                .offset(off)
-                .build()
-        }
-        HostOp::Write { fd, buf, len, off } => {
-            opcode::Write::new(types::Fd(fd), buf as *const u8, len as u32)
-                .offset(off)
-                .build()
-        }
+/// The submission entry of a slot.
+fn sqe(slot: &Slot) -> squeue::Entry {
+    let iov = slot.iov.as_ptr();
+    let n = slot.iov_len as u32;
+    match slot.op {
+        HostOp::Read { fd, off, .. } => opcode::Readv::new(types::Fd(fd), iov, n)
+            .offset(off)
+            .build(),
+        HostOp::Write { fd, off, .. } => opcode::Writev::new(types::Fd(fd), iov, n)
+            .offset(off)
+            .build(),
         HostOp::Sync { fd } => opcode::Fsync::new(types::Fd(fd))
             .flags(types::FsyncFlags::DATASYNC)
             .build(),
@@ -281,18 +370,37 @@ fn sqe(op: HostOp) -> squeue::Entry {
     }
 }
 
-/// After the ring moved `done` bytes of `op`: moves the rest with plain
-/// calls (a short transfer is rare: the end of the file, a signal).
-fn finish_short(op: HostOp, done: usize) -> Result<(), Errno> {
-    match op {
-        HostOp::Read { fd, buf, len, off } if done < len => {
-            read_full(fd, buf + done, len - done, off + done as u64)
+/// After the ring moved `done` bytes of a slot's transfer: moves the rest
+/// of each buffer with plain calls (a short transfer is rare: the end of
+/// the file, a signal).
+fn finish_short(slot: &Slot, done: usize) -> Result<(), Errno> {
+    let (fd, off, read) = match slot.op {
+        HostOp::Read { fd, off, .. } => (fd, off, true),
+        HostOp::Write { fd, off, .. } => (fd, off, false),
+        _ => return Ok(()),
+    };
+    let mut pos = 0usize;
+    for v in &slot.iov[..slot.iov_len] {
+        let end = pos + v.iov_len;
+        if end > done {
+            let skip = done.saturating_sub(pos);
+            let buf = v.iov_base as usize + skip;
+            let len = v.iov_len - skip;
+            let at = off + (pos + skip) as u64;
+            if read {
+                read_full(fd, buf, len, at)?;
+            } else {
+                write_all(fd, buf, len, at)?;
+            }
         }
-        HostOp::Write { fd, buf, len, off } if done < len => {
-            write_all(fd, buf + done, len - done, off + done as u64)
-        }
-        _ => Ok(()),
+        pos = end;
     }
+    Ok(())
+}
+
+/// A slot's whole transfer with plain calls.
+fn execute_slot(slot: &Slot) -> Result<(), Errno> {
+    finish_short(slot, 0)
 }
 
 /// Carries out `op` with plain system calls.

@@ -281,3 +281,47 @@ fn a_full_disk_is_an_error_of_the_request() {
         assert_eq!(w.head.error, libc::ENOSPC);
     }
 }
+
+#[test]
+fn contiguous_segments_are_gathered_and_a_short_read_is_finished_per_buffer() {
+    for mut engine in engines() {
+        // Three 1 KiB segments over a 1575-byte file: the first whole, the
+        // second partly past the end, the third wholly past it.
+        let data = pattern(1575, 6);
+        let (_p, f) = image(&data);
+        let fd = f.as_raw_fd();
+        let mut bufs = vec![vec![0xffu8; 1024]; 3];
+        let mut r = req::<3>(UBD_OP_READ, [fd, fd], 0);
+        for (d, b) in r.descs.iter_mut().zip(bufs.iter_mut()) {
+            d.buffer = b.as_mut_ptr().cast();
+            d.length = 1024;
+        }
+        // SAFETY: as above.
+        unsafe { engine.serve(&[ptr(&mut r)]) };
+        assert_eq!(r.head.error, 0);
+        let all: Vec<u8> = bufs.concat();
+        assert_eq!(all[..1575], data[..]);
+        assert!(all[1575..].iter().all(|&b| b == 0));
+    }
+}
+
+#[test]
+fn more_segments_than_one_transfer_gathers_are_split() {
+    for mut engine in engines() {
+        let (_p, f) = image(&vec![0u8; 1 << 20]);
+        let fd = f.as_raw_fd();
+        const N: usize = MAX_IOV + 6;
+        let mut data = pattern(N * 512, 11);
+        let mut w = req::<N>(UBD_OP_WRITE, [fd, fd], 4096);
+        for (i, d) in w.descs.iter_mut().enumerate() {
+            d.buffer = data[i * 512..].as_mut_ptr().cast();
+            d.length = 512;
+        }
+        // SAFETY: as above.
+        unsafe { engine.serve(&[ptr(&mut w)]) };
+        assert_eq!(w.head.error, 0);
+        let mut back = vec![0u8; N * 512];
+        f.read_exact_at(&mut back, 4096).unwrap();
+        assert_eq!(back, data);
+    }
+}
