@@ -91,6 +91,10 @@ pub const CASES: &[Case] = &[
         name: "host_ubd_sync_halt",
         body: sync_halt_case,
     },
+    Case {
+        name: "host_ubd_lock",
+        body: lock_case,
+    },
 ];
 
 /// Runs `case` on `kernel`: Ok(diagnostic, with the time taken),
@@ -1466,6 +1470,68 @@ fn sync_halt_case(ctx: &Ctx, kernel: &Path) -> Result<String> {
          data in the image",
         SYNC_LEN >> 20,
         before / 2,
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// host_ubd_lock: a second kernel cannot use an image the first one holds.
+
+fn lock_holder_script() -> String {
+    format!(
+        "m up; m step wait; {g} wait-file /host/go 30; m step done",
+        g = proto::GUEST
+    )
+}
+
+/// The second kernel: the disk must not be usable, and nothing may reach it.
+fn lock_second_script() -> String {
+    "if [ -b /dev/ubda ] && dd if=/dev/zero of=/dev/ubda bs=4096 count=1 conv=fsync \
+     2>/dev/null; then m wrote; exit 5; fi; m refused; m step done"
+        .to_string()
+}
+
+fn lock_case(ctx: &Ctx, kernel: &Path) -> Result<String> {
+    let dir = workdir()?;
+    let hostfs = dir.path().join("hostfs");
+    fs::create_dir(&hostfs)?;
+    let image = dir.path().join("locked.img");
+    pattern_file(&image, fresh_seed(), 1 << 20)?;
+    let before = sha256_file(&image)?;
+    let arg = format!("ubd0={}", image.display());
+    let first = spec(
+        kernel,
+        &lock_holder_script(),
+        std::slice::from_ref(&arg),
+        Some(&hostfs),
+    );
+    let mut holder = Guest::start(&first, ctx)?;
+    holder.wait_for_console(&format!("{MARK} up"), STEP_LIMIT)?;
+    let holder_pid = holder.pid();
+    let second = spec(kernel, &lock_second_script(), &[arg], None);
+    let result = boot_ok(ctx, &second);
+    release(&hostfs, "go")?;
+    exited_ok(&holder.wait()?)?;
+    let console = result.context("the second kernel, on the image the first one holds")?;
+    if mark_line(&console, "refused").is_none() {
+        bail!(
+            "the second kernel used the locked image\n{}",
+            quote(&console)
+        );
+    }
+    let named = format!("locked by pid {holder_pid}");
+    let Some(line) = console.lines().find(|l| l.contains(&named)) else {
+        bail!(
+            "the second kernel did not name the holder ({named:?} expected)\n{}",
+            quote(&console)
+        );
+    };
+    let after = sha256_file(&image)?;
+    if after != before {
+        bail!("the image changed (SHA-256 {before} -> {after})");
+    }
+    Ok(format!(
+        "second kernel refused the image: {:?}; image unchanged",
+        line.trim()
     ))
 }
 
