@@ -140,15 +140,18 @@ fn boot(
     Ok(ShortBoot { status, output })
 }
 
-/// The two cases, for the Rust kernel at `kernel`: (name, result, diag).
+/// The names of the cases, in the order [`cases`] returns them.
+pub const CASES: [&str; 3] = [
+    "host_physmem_fallback_dir",
+    "host_physmem_too_small",
+    "host_boot_ptrace_forbidden",
+];
+
+/// The cases, for the Rust kernel at `kernel`: (name, result).
 pub fn cases(kernel: &Path) -> Vec<(&'static str, Result<String>)> {
     if !nix::unistd::geteuid().is_root() {
         let skip = || Ok("skipped: needs root for a private tmpfs".to_string());
-        return vec![
-            ("host_physmem_fallback_dir", skip()),
-            ("host_physmem_too_small", skip()),
-            ("host_boot_ptrace_forbidden", skip()),
-        ];
+        return CASES.iter().map(|&name| (name, skip())).collect();
     }
     let run = |mem: &str, tmpfs: &str| -> Result<ShortBoot> {
         let dir = tempfile::Builder::new()
@@ -251,9 +254,8 @@ pub fn cases(kernel: &Path) -> Vec<(&'static str, Result<String>)> {
         }
         Ok(format!("exit status 1: {}", line.trim()))
     })();
-    vec![
-        ("host_physmem_fallback_dir", fallback),
-        ("host_physmem_too_small", too_small),
-        ("host_boot_ptrace_forbidden", no_ptrace),
-    ]
+    CASES
+        .into_iter()
+        .zip([fallback, too_small, no_ptrace])
+        .collect()
 }

@@ -676,19 +676,6 @@ fn add_host_case(host: &mut Report, name: &str, result: Result<String>) {
     }
 }
 
-/// The cases of [`teardown::run_cases`] and [`physmem::cases`], by name, so
-/// that `--only` can tell whether to run those boots at all.
-const TEARDOWN_CASES: &[&str] = &[
-    "host_halt_no_leftovers",
-    "host_reboot_no_leftovers",
-    "host_panic_no_leftovers",
-];
-const PHYSMEM_CASES: &[&str] = &[
-    "host_physmem_fallback_dir",
-    "host_physmem_too_small",
-    "host_boot_ptrace_forbidden",
-];
-
 /// Whether `--only` (a list of name prefixes; empty: everything) selects
 /// the case `name`.
 fn selected(only: &[String], name: &str) -> bool {
@@ -723,7 +710,7 @@ fn test_kernel(ctx: &Ctx, os: &str, only: &[String]) -> (String, Report) {
         None
     };
     let want = |name: &str| selected(only, name);
-    if TEARDOWN_CASES.iter().any(|n| want(n)) {
+    if teardown::CASES.iter().any(|n| want(n)) {
         let t = Instant::now();
         let mut cases = Report::default();
         teardown::run_cases(ctx, &kernel, &mut cases);
@@ -737,7 +724,7 @@ fn test_kernel(ctx: &Ctx, os: &str, only: &[String]) -> (String, Report) {
     }
     // Where the Rust layer puts physical memory when memfd is refused
     // (the C layer has no such checks to pass).
-    if os == "rust" && PHYSMEM_CASES.iter().any(|n| want(n)) {
+    if os == "rust" && physmem::CASES.iter().any(|n| want(n)) {
         for (name, result) in physmem::cases(&kernel) {
             if want(name) {
                 add_host_case(&mut host, name, result);
@@ -1017,7 +1004,7 @@ ok 3 hostfs # SKIP no --hostfs-dir given
         assert!(selected(&only, "host_ubd_cow"));
         assert!(selected(&only, "host_halt_no_leftovers"));
         assert!(!selected(&only, "host_net_tuntap"));
-        assert!(!TEARDOWN_CASES.iter().any(|n| selected(&only[..1], n)));
+        assert!(!teardown::CASES.iter().any(|n| selected(&only[..1], n)));
         assert!(block::CASES.iter().all(|c| selected(&only, c.name)));
     }
 

@@ -801,15 +801,18 @@ fn run_case(rep: &mut Report, name: &str, body: impl FnOnce(&mut Findings) -> Re
     f.report(rep, name);
 }
 
+/// The names of the cases [`run_cases`] reports, in order.
+pub const CASES: [&str; 3] = [
+    "host_halt_no_leftovers",
+    "host_reboot_no_leftovers",
+    "host_panic_no_leftovers",
+];
+
 /// The halt, reboot and panic cases, each a short boot of `kernel`.
 pub fn run_cases(ctx: &Ctx, kernel: &Path, rep: &mut Report) {
-    run_case(rep, "host_halt_no_leftovers", |f| halt_case(ctx, kernel, f));
-    run_case(rep, "host_reboot_no_leftovers", |f| {
-        reboot_case(ctx, kernel, f)
-    });
-    run_case(rep, "host_panic_no_leftovers", |f| {
-        panic_case(ctx, kernel, f)
-    });
+    run_case(rep, CASES[0], |f| halt_case(ctx, kernel, f));
+    run_case(rep, CASES[1], |f| reboot_case(ctx, kernel, f));
+    run_case(rep, CASES[2], |f| panic_case(ctx, kernel, f));
 }
 
 #[cfg(test)]

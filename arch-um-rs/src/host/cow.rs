@@ -79,10 +79,11 @@ const fn align_up(x: usize, to: usize) -> usize {
     x.div_ceil(to) * to
 }
 
-/// Version 1 (`struct cow_header_v1`, packed): host byte order.
-pub const V1: HeaderLayout = {
+/// Versions 1 and 2 share one layout (packed): the name first, then
+/// mtime, size and sector size; only the name's field length differs.
+const fn name_first_layout(path_len: usize) -> HeaderLayout {
     let backing_file = MIN_HEADER_LEN;
-    let mtime = backing_file + PATH_LEN_V1;
+    let mtime = backing_file + path_len;
     let size = mtime + 4;
     let sectorsize = size + 8;
     HeaderLayout {
@@ -93,29 +94,16 @@ pub const V1: HeaderLayout = {
         alignment: None,
         cow_format: None,
         backing_file,
-        backing_file_len: PATH_LEN_V1,
+        backing_file_len: path_len,
         len: sectorsize + 4,
     }
-};
+}
+
+/// Version 1 (`struct cow_header_v1`, packed): host byte order.
+pub const V1: HeaderLayout = name_first_layout(PATH_LEN_V1);
 
 /// Version 2 (`struct cow_header_v2`, packed): big-endian.
-pub const V2: HeaderLayout = {
-    let backing_file = MIN_HEADER_LEN;
-    let mtime = backing_file + PATH_LEN_V2;
-    let size = mtime + 4;
-    let sectorsize = size + 8;
-    HeaderLayout {
-        mtime,
-        mtime_len: 4,
-        size,
-        sectorsize,
-        alignment: None,
-        cow_format: None,
-        backing_file,
-        backing_file_len: PATH_LEN_V2,
-        len: sectorsize + 4,
-    }
-};
+pub const V2: HeaderLayout = name_first_layout(PATH_LEN_V2);
 
 /// Version 3 (`struct cow_header_v3`, packed): big-endian, the name last.
 pub const V3: HeaderLayout = {

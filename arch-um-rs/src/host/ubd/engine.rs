@@ -39,7 +39,8 @@ pub const MAX_IOV: usize = 64;
 
 /// One operation in flight: which request it belongs to and what it is,
 /// to finish a short transfer or record an error. A read or write covers
-/// `iov[..iov_len]`, contiguous in the file from the op's offset.
+/// `iov[..iov_len]`, contiguous in the file from the op's offset; the op's
+/// `len` is their total, its `buf` only the first buffer's.
 #[derive(Clone, Copy)]
 struct Slot {
     req: usize,
@@ -232,16 +233,15 @@ impl Engine {
         slot.req = req;
         slot.op = op;
         slot.iov_len = 0;
+        self.open = true;
         if let HostOp::Read { buf, len, .. } | HostOp::Write { buf, len, .. } = op {
+            // Stays open for the segments that continue it.
             slot.iov[0] = libc::iovec {
                 iov_base: buf as *mut libc::c_void,
                 iov_len: len,
             };
             slot.iov_len = 1;
-            // Stays open for the segments that continue it.
-            self.open = true;
         } else {
-            self.open = true;
             self.close_open(batch);
         }
     }
@@ -264,11 +264,7 @@ impl Engine {
         if unsafe { ring.submission().push(&entry) }.is_err() {
             // Cannot happen (the ring has RING_ENTRIES places and at most
             // that many are in flight); serve it directly all the same.
-            let result = match slot.op {
-                HostOp::Read { .. } | HostOp::Write { .. } => execute_slot(slot),
-                op => execute(op),
-            };
-            if let Err(e) = result {
+            if let Err(e) = execute_slot(slot) {
                 fail(batch, slot.req, e);
             }
             return;
@@ -302,7 +298,12 @@ impl Engine {
                         fail(batch, slot.req, errno);
                     }
                     self.in_flight = 0;
-                    self.backend = Backend::Sync { why: errno };
+                    // Leaked, not dropped: freeing its box would call the
+                    // kernel's allocator from the I/O thread.
+                    core::mem::forget(core::mem::replace(
+                        &mut self.backend,
+                        Backend::Sync { why: errno },
+                    ));
                     return;
                 }
             }
@@ -398,9 +399,12 @@ fn finish_short(slot: &Slot, done: usize) -> Result<(), Errno> {
     Ok(())
 }
 
-/// A slot's whole transfer with plain calls.
+/// A slot's whole operation with plain calls.
 fn execute_slot(slot: &Slot) -> Result<(), Errno> {
-    finish_short(slot, 0)
+    match slot.op {
+        HostOp::Read { .. } | HostOp::Write { .. } => finish_short(slot, 0),
+        op => execute(op),
+    }
 }
 
 /// Carries out `op` with plain system calls.
