@@ -514,6 +514,13 @@ pub extern "C" fn os_set_fd_block(fd: c_int, blocking: c_int) -> c_int {
     status(file::set_fd_block(fd, blocking != 0))
 }
 
+/// `int os_set_fd_direct(int fd)` (kernel patch 0014): `O_DIRECT` for a
+/// descriptor whose users transfer aligned 512-byte sectors.
+#[cfg_attr(feature = "os-file", unsafe(no_mangle))]
+pub extern "C" fn os_set_fd_direct(fd: c_int) -> c_int {
+    status(file::set_fd_direct(fd))
+}
+
 /// `int os_accept_connection(int fd)`.
 #[cfg_attr(feature = "os-file", unsafe(no_mangle))]
 pub extern "C" fn os_accept_connection(fd: c_int) -> c_int {

@@ -455,6 +455,40 @@ pub fn set_fd_block(fd: RawFd, blocking: bool) -> Result<()> {
     set_status_flags(fd, flags)
 }
 
+/// The largest direct I/O alignment (file offset and memory) a caller of
+/// [`set_fd_direct`] promises: whole 512-byte sectors from 512-byte
+/// aligned buffers.
+pub const DIRECT_IO_ALIGN: u32 = 512;
+
+/// Sets `O_DIRECT` on `fd`. `EINVAL` if the file's filesystem reports
+/// (statx `STATX_DIOALIGN`) that direct I/O needs a larger offset or memory
+/// alignment than [`DIRECT_IO_ALIGN`], or cannot do direct I/O at all (then
+/// from `F_SETFL`). Filesystems that report nothing (tmpfs) are left to
+/// `F_SETFL`.
+pub fn set_fd_direct(fd: RawFd) -> Result<()> {
+    let mut stx = core::mem::MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: an empty path with AT_EMPTY_PATH names `fd` itself; `stx` is
+    // writable and as large as the kernel's struct statx.
+    Errno::result(unsafe {
+        libc::statx(
+            fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_DIOALIGN,
+            stx.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: zeroed, then filled by a successful statx.
+    let stx = unsafe { stx.assume_init() };
+    if stx.stx_mask & libc::STATX_DIOALIGN != 0
+        && (stx.stx_dio_offset_align > DIRECT_IO_ALIGN || stx.stx_dio_mem_align > DIRECT_IO_ALIGN)
+    {
+        return Err(Errno::EINVAL);
+    }
+    let flags = status_flags(fd)?;
+    set_status_flags(fd, flags | libc::O_DIRECT)
+}
+
 // ---------------------------------------------------------------------------
 // locks
 

@@ -696,6 +696,34 @@ fn fd_async_and_blocking_flags() {
 }
 
 #[test]
+fn set_fd_direct() {
+    // A regular file (the temporary directory's filesystem; ext4 and tmpfs
+    // both do direct I/O).
+    let f = tempfile::tempfile().unwrap();
+    let fd = f.as_raw_fd();
+    assert_eq!(status_flags(fd) & libc::O_DIRECT, 0);
+    assert_eq!(os_set_fd_direct(fd), 0);
+    assert_ne!(status_flags(fd) & libc::O_DIRECT, 0);
+    // A 512-byte aligned sector goes through; a misaligned one does not,
+    // which proves the flag reached the host and not just F_GETFL.
+    let mut block = vec![0u8; 2 * 4096];
+    let at = block.as_ptr().align_offset(4096);
+    let aligned = &mut block[at..at + 4096];
+    aligned.fill(0x5a);
+    // SAFETY: `aligned` is 4096 readable bytes.
+    let n = unsafe { libc::pwrite(fd, aligned.as_ptr().cast(), 4096, 0) };
+    assert_eq!(n, 4096);
+    // SAFETY: 100 readable bytes.
+    let n = unsafe { libc::pwrite(fd, aligned.as_ptr().cast(), 100, 7) };
+    assert_eq!((n, Errno::last()), (-1, Errno::EINVAL));
+
+    // procfs cannot do direct I/O: F_SETFL refuses it.
+    let status = std::fs::File::open("/proc/self/status").unwrap();
+    assert_eq!(os_set_fd_direct(status.as_raw_fd()), -libc::EINVAL);
+    assert_eq!(os_set_fd_direct(-1), EBADF);
+}
+
+#[test]
 fn ioctls() {
     let mut fds = [0; 2];
     // SAFETY: room for two ints.
