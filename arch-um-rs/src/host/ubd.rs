@@ -6,7 +6,7 @@
 //! `errno` with the kernel thread. Its waits therefore make raw system
 //! calls, which report failure in the return value only.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
@@ -15,8 +15,13 @@ use syscalls::{Sysno, syscall};
 /// The two ends of the request channel: the driver writes request
 /// pointers to `driver` and reads them back completed (its `thread_fd`);
 /// the I/O thread reads and answers them on `thread` (the driver's
-/// `kernel_fd`). A stream socket pair, close-on-exec and non-blocking at
-/// both ends, created in one call.
+/// `kernel_fd`). A stream socket pair, close-on-exec.
+///
+/// The driver's end is non-blocking: the kernel reads it from its
+/// interrupt handler. The thread's end blocks: the thread has nothing else
+/// to do than wait for requests, and a blocking read is one system call
+/// where a non-blocking one costs three (the read that finds nothing, the
+/// poll, the read again) and a host context switch less.
 pub struct IoChannel {
     pub driver: OwnedFd,
     pub thread: OwnedFd,
@@ -28,8 +33,9 @@ impl IoChannel {
             AddressFamily::Unix,
             SockType::Stream,
             None,
-            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            SockFlag::SOCK_CLOEXEC,
         )?;
+        crate::host::file::set_fd_block(driver.as_raw_fd(), false)?;
         Ok(IoChannel { driver, thread })
     }
 }

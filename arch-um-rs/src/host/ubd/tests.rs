@@ -4,11 +4,11 @@ use std::os::fd::AsRawFd;
 use super::*;
 
 #[test]
-fn channel_is_a_nonblocking_cloexec_stream_pair() {
+fn channel_is_a_cloexec_stream_pair_blocking_on_the_thread_side() {
     let ch = IoChannel::new().unwrap();
-    for fd in [&ch.driver, &ch.thread] {
+    for (fd, nonblocking) in [(&ch.driver, true), (&ch.thread, false)] {
         let fl = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
-        assert_ne!(fl & libc::O_NONBLOCK, 0);
+        assert_eq!(fl & libc::O_NONBLOCK != 0, nonblocking);
         let fdfl = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFD).unwrap();
         assert_ne!(fdfl & libc::FD_CLOEXEC, 0);
     }
@@ -21,9 +21,15 @@ fn channel_is_a_nonblocking_cloexec_stream_pair() {
         8
     );
     assert_eq!(back, msg);
-    // Nothing more: a read would block.
+    // Completions go back the same way; with nothing more to read the
+    // driver's non-blocking end says so instead of waiting.
+    assert_eq!(nix::unistd::write(&ch.thread, &msg).unwrap(), 8);
     assert_eq!(
-        nix::unistd::read(ch.thread.as_raw_fd(), &mut back),
+        nix::unistd::read(ch.driver.as_raw_fd(), &mut back).unwrap(),
+        8
+    );
+    assert_eq!(
+        nix::unistd::read(ch.driver.as_raw_fd(), &mut back),
         Err(Errno::EAGAIN)
     );
 }
@@ -31,10 +37,10 @@ fn channel_is_a_nonblocking_cloexec_stream_pair() {
 #[test]
 fn poll_one_reports_readiness_and_leaves_errno_alone() {
     let ch = IoChannel::new().unwrap();
-    let fd = ch.thread.as_raw_fd();
+    let fd = ch.driver.as_raw_fd();
     assert_eq!(poll_one(fd, libc::POLLIN, 0), 0, "nothing to read yet");
     assert_eq!(poll_one(fd, libc::POLLOUT, 0), 1, "room to write");
-    nix::unistd::write(&ch.driver, b"x").unwrap();
+    nix::unistd::write(&ch.thread, b"x").unwrap();
     assert_eq!(poll_one(fd, libc::POLLIN, -1), 1);
     // poll reports a bad descriptor in revents (POLLNVAL), and neither
     // case writes errno.
