@@ -173,6 +173,11 @@ pub struct BenchBlockArgs {
     /// Kernels to compare (comma-separated): c, rust, debian or a path.
     #[arg(long, value_delimiter = ',', default_value = "c,rust")]
     pub kernels: Vec<String>,
+    /// How the host does the image's I/O (comma-separated): `direct` (ubd
+    /// flag `o`, O_DIRECT around the host's page cache) and `cached`.
+    #[arg(long, value_delimiter = ',', default_value = "direct,cached",
+          value_parser = ["direct", "cached"])]
+    pub host_io: Vec<String>,
     /// Where to write the JSON results [default: <cache>/bench-block.json].
     #[arg(long, default_value = "", hide_default_value = true, value_parser = any_path)]
     pub json: PathBuf,
