@@ -428,6 +428,11 @@ pub fn verify(ctx: &Ctx, os: &str) -> Result<Report> {
             }
         }
     }
+    if os == "rust" {
+        report.problems.extend(libc_free_hazards(
+            archive::all_defined_names(&linux_bytes)?.iter(),
+        ));
+    }
     // The stub page of the final link, whichever layer provided it.
     match arch_um_rs::stubcheck::check_elf(&linux_bytes) {
         Ok(r) => {
@@ -446,6 +451,33 @@ pub fn verify(ctx: &Ctx, os: &str) -> Result<Report> {
         ),
     }
     Ok(report)
+}
+
+/// Functions of Rust's std that let libc allocate memory with its own
+/// `malloc` and then release it with `free`, which the kernel's link wraps
+/// to its own allocator: the kernel frees memory it never gave out. Each
+/// entry: the parts of the mangled name, and what to use instead.
+///
+/// `std::fs::canonicalize` is generic, so it is only in the link if some
+/// code of ours (or of a crate we use) calls it; `std::sys`'s own copy is
+/// always there, for backtraces, which a kernel never prints.
+const LIBC_FREE_HAZARDS: &[(&[&str], &str)] = &[(
+    &["3std2fs12canonicalize"],
+    "std::fs::canonicalize frees realpath()'s result with the wrapped free: call realpath \
+     with a buffer of your own",
+)];
+
+/// A problem for each hazardous std function the final link contains.
+fn libc_free_hazards<'a>(names: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for name in names {
+        for (parts, why) in LIBC_FREE_HAZARDS {
+            if parts.iter().all(|p| name.contains(p)) {
+                problems.push(format!("{name} is linked: {why}"));
+            }
+        }
+    }
+    problems
 }
 
 /// `uml-harness verify-link`.
@@ -568,6 +600,22 @@ mod tests {
         ]);
         let members: HashSet<String> = ["arch/um/os-Linux/file.o".to_string()].into();
         assert!(judge("c", &req, &d, &fin, &members).problems.is_empty());
+    }
+
+    #[test]
+    fn std_canonicalize_is_a_hazard() {
+        let names = [
+            "_ZN3std2fs12canonicalize17hf5734ceb170f8922E".to_string(),
+            "_RNvNtNtCsjrHSEGnQ3l9_3std3sys2fs12canonicalize".to_string(),
+            "_RNvYC3f16NtNtNtNtNtCs6IbZLaMqzNS_17compiler_builtins4math9libm_math7support\
+             12float_traits5Float12canonicalizeBh_"
+                .to_string(),
+            "realpath".to_string(),
+        ];
+        let problems = libc_free_hazards(names.iter());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("_ZN3std2fs12canonicalize"));
+        assert!(problems[0].contains("realpath"));
     }
 
     #[test]

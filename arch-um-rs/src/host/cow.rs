@@ -17,9 +17,9 @@
 
 use core::ffi::{CStr, c_int};
 use core::fmt;
-use std::ffi::{CString, OsStr};
+use std::ffi::CString;
 use std::os::fd::RawFd;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStringExt;
 
 use nix::errno::Errno;
 
@@ -731,6 +731,24 @@ fn to_cstring(bytes: Vec<u8>) -> CString {
     CString::new(bytes).unwrap_or_default()
 }
 
+/// `realpath(3)` of `dir` into a buffer of ours. Not
+/// `std::fs::canonicalize`: it lets libc allocate the result (with libc's
+/// own `malloc`) and then frees it with `free`, which in a UML kernel is
+/// wrapped to the kernel's allocator, which then frees memory it never
+/// gave out (a `free_large_kmalloc` warning, then a corrupt libc heap).
+fn real_path(dir: &[u8]) -> Result<CString, Errno> {
+    let dir = CString::new(dir).map_err(|_| Errno::EINVAL)?;
+    let mut buf = [0 as libc::c_char; libc::PATH_MAX as usize];
+    // SAFETY: `dir` is NUL-terminated; `buf` has the PATH_MAX bytes
+    // realpath may write.
+    let r = unsafe { libc::realpath(dir.as_ptr(), buf.as_mut_ptr()) };
+    if r.is_null() {
+        return Err(Errno::last());
+    }
+    // SAFETY: on success realpath wrote a NUL-terminated name into `buf`.
+    Ok(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_owned())
+}
+
 /// The absolute name the C `absolutize` gives `path`: the directory part
 /// resolved physically (symbolic links followed, as `getcwd` after
 /// `chdir` reports it), the last component kept as written; a name
@@ -750,9 +768,7 @@ pub fn absolutize(path: &CStr) -> Result<CString, CowError> {
                 path: path.to_owned(),
                 errno,
             };
-            let real = std::fs::canonicalize(OsStr::from_bytes(dir))
-                .map_err(|e| dir_error(io_errno(&e)))?;
-            let real = to_cstring(real.into_os_string().into_vec());
+            let real = real_path(dir).map_err(dir_error)?;
             match file::file_kind(&real) {
                 Ok(file::FileKind::Dir) => {}
                 Ok(_) => return Err(dir_error(Errno::ENOTDIR)),
