@@ -31,6 +31,32 @@
 //! * `host_ubd_sync_halt`: buffered writes to the open device, `echo s >
 //!   /proc/sysrq-trigger`, and `halt -n -f` as soon as the write-back is
 //!   done: all the data is in the host file.
+//! * `host_ubd_lock`: a second kernel is refused an image the first one
+//!   holds, naming the holder's pid, and writes nothing to it.
+//! * `host_ubd_flags`: while the kernel runs, the host's view of its files:
+//!   the `s` image's fd is `O_SYNC` (`/proc/<pid>/fdinfo`), the others' not,
+//!   the `r` one's read-only; `/proc/locks` has a POSIX lock by the kernel
+//!   on every image but the `c` one (READ for `r`, else WRITE); a second
+//!   kernel with `c` uses, at the same time, the image the first holds
+//!   locked and the one both share, taking no lock, and reads both intact;
+//!   `ubd4=FILE,,SERIAL` shows SERIAL in `/sys/block/ubde/serial`.
+//! * `host_ubd_cow_check`: COW files made by the other kernel (the Rust one
+//!   for the C kernel, the C one else); a backing file whose mtime changed,
+//!   and one that grew, refuse their COW devices with `mtime mismatch (R vs
+//!   C)` and `Size mismatch (R vs C)` on the console, and nothing is written;
+//!   `ubd1d=cow` (no COW detection) reads the COW file itself, and `d` with
+//!   a backing file is refused; with the mtime restored and the backing file
+//!   moved, `ubd0=cow,newpath` switches the header to the new path, reads
+//!   the other kernel's data and takes writes (checked by `uml_moo`); the
+//!   other kernel then opens the COW file by its header alone.
+//! * `host_ubd_hotplug_cow`: mconsole `config ubd1=cow,backing` on a running
+//!   guest, which reads the backing data and writes; `remove ubd1` refused
+//!   (`Device is currently open`) while a guest shell holds `/dev/ubdb` open,
+//!   which still reads; `remove` after the close; backing file unchanged,
+//!   `uml_moo` merges exactly the guest's write.
+//!
+//! The last three also fail if the guest's `dmesg` holds a kernel WARNING or
+//! BUG (`quiet` keeps them off the console).
 //!
 //! Every case works in its own temporary directory, removed afterwards, and
 //! unmounts what it mounted, also when it fails.
@@ -94,6 +120,22 @@ pub const CASES: &[Case] = &[
     Case {
         name: "host_ubd_lock",
         body: lock_case,
+    },
+    Case {
+        name: "host_ubd_flags",
+        body: flags_case,
+    },
+    Case {
+        name: "host_ubd_cow_check",
+        body: cow_check_case,
+    },
+    Case {
+        name: "host_ubd_hotplug_cow",
+        body: hotplug_cow_case,
+    },
+    Case {
+        name: "host_ubd_direct",
+        body: direct_case,
     },
 ];
 
@@ -403,7 +445,9 @@ fn quote(console: &str) -> String {
 fn spec(kernel: &Path, script: &str, args: &[String], hostfs: Option<&Path>) -> BootSpec {
     let cmd = vec!["/bin/sh".into(), "-c".into(), format!("{PRELUDE}{script}")];
     let mut s = BootSpec::new(kernel.to_path_buf(), cmd);
-    s.extra_args = vec!["quiet".into()];
+    // `quiet`, but with the kernel's warnings (level 4) on the console, so
+    // that every boot can be checked for them (see `exited_ok`).
+    s.extra_args = vec!["quiet".into(), "loglevel=5".into()];
     s.extra_args.extend(args.iter().cloned());
     s.hostfs_root = hostfs.map(Path::to_path_buf);
     s.timeout = BOOT_LIMIT;
@@ -411,7 +455,7 @@ fn spec(kernel: &Path, script: &str, args: &[String], hostfs: Option<&Path>) -> 
 }
 
 /// Fails, naming the step and quoting the console, unless the payload
-/// exited 0.
+/// exited 0 and the kernel reported no WARNING, BUG or Oops.
 fn exited_ok(out: &boot::BootOutcome) -> Result<()> {
     if out.exit_code != 0 {
         bail!(
@@ -421,7 +465,21 @@ fn exited_ok(out: &boot::BootOutcome) -> Result<()> {
             quote(&out.console)
         );
     }
+    if let Some(report) = kernel_report(&out.console) {
+        bail!(
+            "the kernel reported a problem: {}\n{}",
+            report.trim(),
+            quote(&out.console)
+        );
+    }
     Ok(())
+}
+
+/// The first kernel WARNING, BUG or Oops line of a console.
+fn kernel_report(console: &str) -> Option<&str> {
+    console
+        .lines()
+        .find(|l| l.contains("WARNING: CPU:") || l.contains("BUG: ") || l.contains("Oops: "))
 }
 
 /// Boots, runs the payload to its end and returns the console; fails unless
@@ -1535,6 +1593,1041 @@ fn lock_case(ctx: &Ctx, kernel: &Path) -> Result<String> {
     ))
 }
 
+// ---------------------------------------------------------------------------
+// Helpers of the flag, COW-check and hot-plug COW cases.
+
+/// Whether `a` and `b` are the same file (device and inode).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// The kernel of the other host layer, to make files the kernel under test
+/// must open: the Rust one for the C kernel, the C one for any other.
+/// Falls back to `kernel` itself, saying so, when that one is not built.
+fn other_kernel(ctx: &Ctx, kernel: &Path) -> (PathBuf, String) {
+    let c = ctx.build_dir("c").join("linux");
+    let rust = ctx.build_dir("rust").join("linux");
+    let (other, name) = if same_file(kernel, &c) {
+        (rust, "Rust")
+    } else {
+        (c, "C")
+    };
+    if other.is_file() {
+        (other, format!("the {name} kernel"))
+    } else {
+        (
+            kernel.to_path_buf(),
+            format!(
+                "the kernel under test ({} is not built, so the cross-layer check was not \
+                 made)",
+                other.display()
+            ),
+        )
+    }
+}
+
+/// The open file flags (`flags:` of /proc/PID/fdinfo, octal) of every file
+/// descriptor of process `pid` open on `path`, by fd.
+fn fd_flags(pid: i32, path: &Path) -> Result<Vec<(String, u32)>> {
+    let want = fs::metadata(path).with_context(|| format!("stat {}", path.display()))?;
+    let fd_dir = PathBuf::from(format!("/proc/{pid}/fd"));
+    let mut found = Vec::new();
+    for e in fs::read_dir(&fd_dir).with_context(|| format!("listing {}", fd_dir.display()))? {
+        let e = e?;
+        // Follows the link; fds closed meanwhile and sockets are skipped.
+        let Ok(m) = fs::metadata(e.path()) else {
+            continue;
+        };
+        if m.dev() != want.dev() || m.ino() != want.ino() {
+            continue;
+        }
+        let fd = e.file_name().to_string_lossy().into_owned();
+        let info_path = format!("/proc/{pid}/fdinfo/{fd}");
+        let info =
+            fs::read_to_string(&info_path).with_context(|| format!("reading {info_path}"))?;
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            .with_context(|| format!("no octal `flags:` line in {info_path}: {info:?}"))?;
+        found.push((fd, flags));
+    }
+    Ok(found)
+}
+
+/// A host file lock as /proc/locks lists it.
+#[derive(Debug, PartialEq, Eq)]
+struct HostLock {
+    /// POSIX, OFDLCK, FLOCK, ...
+    kind: String,
+    /// READ or WRITE.
+    mode: String,
+    /// The owner's pid (-1 for OFD locks).
+    pid: i64,
+}
+
+/// The locks of /proc/locks (its text in `locks`) on the file whose device
+/// and inode are `dev` and `ino`. Lines of waiters (`->`) are skipped.
+fn locks_on(locks: &str, dev: u64, ino: u64) -> Vec<HostLock> {
+    let id = format!(
+        "{:02x}:{:02x}:{ino}",
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev)
+    );
+    locks
+        .lines()
+        .filter_map(|l| {
+            // `1: POSIX  ADVISORY  WRITE 4516 fe:00:10576606 0 EOF`
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 6 || f[1] == "->" || f[5] != id {
+                return None;
+            }
+            Some(HostLock {
+                kind: f[1].to_string(),
+                mode: f[3].to_string(),
+                pid: f[4].parse().unwrap_or(i64::MIN),
+            })
+        })
+        .collect()
+}
+
+/// The host locks on `path` now.
+fn host_locks(path: &Path) -> Result<Vec<HostLock>> {
+    let m = fs::metadata(path).with_context(|| format!("stat {}", path.display()))?;
+    let locks = fs::read_to_string("/proc/locks").context("reading /proc/locks")?;
+    Ok(locks_on(&locks, m.dev(), m.ino()))
+}
+
+/// Put at the end of a payload: how many kernel WARNINGs and BUGs the
+/// kernel logged, and the first one (`quiet` keeps them off the console).
+const KWARN: &str = "m kwarn $(dmesg | grep -c -e 'WARNING:' -e 'BUG:') \
+                     $(dmesg | grep -m1 -e 'WARNING:' -e 'BUG:'); ";
+
+/// Fails, quoting the first, if the payload's [`KWARN`] line counts any
+/// kernel WARNING or BUG (or is missing).
+fn no_kernel_warnings(console: &str, boot: &str) -> Result<()> {
+    let line = mark_line(console, "kwarn")
+        .with_context(|| format!("{boot}: no `{MARK} kwarn` line\n{}", quote(console)))?;
+    let mut words = line.splitn(2, ' ');
+    let n = words.next().unwrap_or("");
+    if n != "0" {
+        bail!(
+            "{boot}: the kernel logged {n} WARNING/BUG report(s), the first: {}",
+            words.next().unwrap_or("").trim()
+        );
+    }
+    Ok(())
+}
+
+/// [`mc_ok`] on a running guest; a failure quotes its console, since a
+/// kernel that died is the likelier story than mconsole.
+fn mc_guest(guest: &Guest, sock: &Path, args: &[&str]) -> Result<String> {
+    mc_ok(sock, args).map_err(|e| {
+        let console = guest.console_so_far();
+        anyhow::anyhow!(
+            "{e:#}\nthe guest kernel: {}\n{}",
+            guest.panic_line().unwrap_or_else(|| "no panic line".into()),
+            quote(&console)
+        )
+    })
+}
+
+/// Sets the modification time of `path`, leaving its content.
+fn set_mtime(path: &Path, t: SystemTime) -> Result<()> {
+    File::open(path)
+        .and_then(|f| f.set_modified(t))
+        .with_context(|| format!("setting the mtime of {}", path.display()))
+}
+
+/// Reads and parses the COW header of `cow`.
+fn read_cow_header(cow: &Path) -> Result<CowHeader> {
+    let mut head = vec![0u8; COW_V3_HEADER_LEN];
+    File::open(cow)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .with_context(|| format!("reading the header of {}", cow.display()))?;
+    parse_cow_header(&head)
+}
+
+/// `data` with the pattern `seed` of `len` bytes written at `at`.
+fn patched(mut data: Vec<u8>, at: usize, seed: u64, len: usize) -> Vec<u8> {
+    data[at..at + len].copy_from_slice(&suite::pattern_bytes(seed, len));
+    data
+}
+
+/// Guest shell: writes `len` bytes of the pattern `seed` at byte `at` of
+/// `dev` (both multiples of 4096) and fsyncs.
+fn write_at(dev: &str, seed: u64, len: usize, at: usize) -> String {
+    format!(
+        "{g} pattern {seed:#x} {len} | dd of={dev} bs=4096 seek={s} conv=notrunc,fsync \
+         iflag=fullblock 2>/dev/null; ",
+        g = proto::GUEST,
+        s = at / 4096
+    )
+}
+
+/// `uml_moo` merges `cow` with its backing file into a new file; the merged
+/// image must be exactly `want`. `what` names the state for the message.
+fn check_merged(dir: &Path, cow: &Path, want: &[u8], what: &str) -> Result<()> {
+    let merged = dir.join("merged.img");
+    host_tool(
+        "uml_moo",
+        &[cow.as_os_str(), merged.as_os_str()],
+        "uml-utilities",
+    )?;
+    let got = fs::read(&merged)?;
+    fs::remove_file(&merged)?;
+    if got != want {
+        let at = got
+            .iter()
+            .zip(want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.len().min(want.len()));
+        bail!(
+            "the image uml_moo merged from {} ({what}) has {} bytes, expected {}; first \
+             difference at byte {at}",
+            cow.display(),
+            got.len(),
+            want.len()
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// host_ubd_flags: s, c, r on the host side, and the serial.
+
+/// Size of each image of the flags case, and the data written to the `s` one.
+const FLAGS_LEN: usize = 1 << 20;
+const FLAGS_WRITE: usize = 64 << 10;
+/// `O_SYNC` as the kernel reports it in fdinfo (`__O_SYNC | O_DSYNC`).
+const O_SYNC_BITS: u32 = nix::libc::O_SYNC as u32;
+const O_ACCMODE_BITS: u32 = nix::libc::O_ACCMODE as u32;
+
+/// The first kernel: ubda `s`, ubdb plain, ubdc `c`, ubdd `r`, ubde with a
+/// serial; it writes to the `s` device and waits while the host looks.
+fn flags_script(seed: u64) -> String {
+    format!(
+        "m serial $(cat /sys/block/ubde/serial); m serial-a $(cat /sys/block/ubda/serial); \
+         m ro $(for d in a b c d e; do cat /sys/block/ubd$d/ro; done); \
+         m step write; {w}m up; m step wait; {g} wait-file /host/go-a 30; {KWARN}m step done",
+        w = write_at("/dev/ubda", seed, FLAGS_WRITE, 0),
+        g = proto::GUEST
+    )
+}
+
+/// The second kernel, at the same time: ubda (`c`) is the first kernel's
+/// locked plain image, ubdb (`c`) its shared one; it only reads.
+fn flags_second_script() -> String {
+    format!(
+        "m ro $(cat /sys/block/ubda/ro) $(cat /sys/block/ubdb/ro); \
+         m sha-a $(sha256sum </dev/ubda); m sha-b $(sha256sum </dev/ubdb); \
+         m up; m step wait; {g} wait-file /host/go-b 30; {KWARN}m step done",
+        g = proto::GUEST
+    )
+}
+
+/// The images of the flags case.
+struct FlagImages {
+    sync: PathBuf,
+    plain: PathBuf,
+    shared: PathBuf,
+    ro: PathBuf,
+    serial: PathBuf,
+}
+
+/// While the first kernel runs: O_SYNC on the `s` image's fd only, the `r`
+/// image open read-only, the others read-write.
+fn check_open_flags(pid: i32, img: &FlagImages) -> Result<String> {
+    let mut facts = Vec::new();
+    for (path, what, sync, mode) in [
+        (&img.sync, "the s image", true, nix::libc::O_RDWR as u32),
+        (
+            &img.plain,
+            "the plain image",
+            false,
+            nix::libc::O_RDWR as u32,
+        ),
+        (&img.ro, "the r image", false, nix::libc::O_RDONLY as u32),
+    ] {
+        let fds = fd_flags(pid, path)?;
+        if fds.is_empty() {
+            bail!(
+                "the kernel (pid {pid}) has no file descriptor open on {what} {}",
+                path.display()
+            );
+        }
+        for (fd, flags) in &fds {
+            let has_sync = flags & O_SYNC_BITS == O_SYNC_BITS;
+            if has_sync != sync || flags & O_ACCMODE_BITS != mode {
+                bail!(
+                    "fd {fd} of the kernel (pid {pid}) on {what} {} has flags {flags:#o}: \
+                     O_SYNC {}, access mode {:#o}; expected O_SYNC {}, access mode {mode:#o}",
+                    path.display(),
+                    if has_sync { "set" } else { "clear" },
+                    flags & O_ACCMODE_BITS,
+                    if sync { "set" } else { "clear" },
+                );
+            }
+        }
+        let list: Vec<String> = fds.iter().map(|(fd, f)| format!("{fd}:{f:#o}")).collect();
+        facts.push(format!("{what} fd {}", list.join(",")));
+    }
+    Ok(facts.join(", "))
+}
+
+/// While the first kernel runs: a POSIX lock by it on each image it opened
+/// without `c` (READ for the `r` one, else WRITE), none on the `c` image.
+fn check_first_locks(pid: i32, img: &FlagImages) -> Result<()> {
+    for (path, what, mode) in [
+        (&img.sync, "the s image", "WRITE"),
+        (&img.plain, "the plain image", "WRITE"),
+        (&img.ro, "the r image", "READ"),
+        (&img.serial, "the serial image", "WRITE"),
+    ] {
+        let locks = host_locks(path)?;
+        let want = HostLock {
+            kind: "POSIX".into(),
+            mode: mode.into(),
+            pid: pid.into(),
+        };
+        if locks != [want] {
+            bail!(
+                "/proc/locks on {what} {} while the kernel (pid {pid}) runs: {locks:?}, \
+                 expected one POSIX {mode} lock by pid {pid}",
+                path.display()
+            );
+        }
+    }
+    let locks = host_locks(&img.shared)?;
+    if !locks.is_empty() {
+        bail!(
+            "/proc/locks on the c (shared) image {} while the kernel (pid {pid}) runs: \
+             {locks:?}, expected none",
+            img.shared.display()
+        );
+    }
+    Ok(())
+}
+
+fn flags_case(ctx: &Ctx, kernel: &Path) -> Result<String> {
+    let dir = workdir()?;
+    let d = dir.path();
+    let hostfs = d.join("hostfs");
+    fs::create_dir(&hostfs)?;
+    let base = fresh_seed();
+    let img = FlagImages {
+        sync: d.join("sync.img"),
+        plain: d.join("plain.img"),
+        shared: d.join("shared.img"),
+        ro: d.join("ro.img"),
+        serial: d.join("serial.img"),
+    };
+    for (k, p) in [&img.sync, &img.plain, &img.shared, &img.ro, &img.serial]
+        .into_iter()
+        .enumerate()
+    {
+        pattern_file(p, seed(base, k as u64), FLAGS_LEN)?;
+    }
+    let untouched: Vec<(&PathBuf, Fingerprint)> = [&img.plain, &img.shared, &img.ro, &img.serial]
+        .into_iter()
+        .map(|p| Ok((p, Fingerprint::of(p)?)))
+        .collect::<Result<_>>()?;
+    let write_seed = seed(base, 10);
+    // Fresh per run, so that a serial left from elsewhere cannot pass.
+    let serial = format!("UML-{:08x}", seed(base, 11) as u32);
+    let first = spec(
+        kernel,
+        &flags_script(write_seed),
+        &[
+            format!("ubd0s={}", img.sync.display()),
+            format!("ubd1={}", img.plain.display()),
+            format!("ubd2c={}", img.shared.display()),
+            format!("ubd3r={}", img.ro.display()),
+            format!("ubd4={},,{serial}", img.serial.display()),
+        ],
+        Some(&hostfs),
+    );
+    let mut a = Guest::start(&first, ctx)?;
+    a.wait_for_console(&format!("{MARK} up"), STEP_LIMIT)?;
+    let pid = a.pid();
+    let fd_fact = check_open_flags(pid, &img)?;
+    check_first_locks(pid, &img)?;
+
+    // A second kernel with `c` on the plain image the first one holds
+    // locked, and on the shared one: no lock taken, none tried.
+    let second = spec(
+        kernel,
+        &flags_second_script(),
+        &[
+            format!("ubd0c={}", img.plain.display()),
+            format!("ubd1c={}", img.shared.display()),
+        ],
+        Some(&hostfs),
+    );
+    let mut b = Guest::start(&second, ctx)?;
+    b.wait_for_console(&format!("{MARK} up"), STEP_LIMIT)
+        .context("the second kernel, with c on both images, while the first one runs")?;
+    let (plain_locks, shared_locks) = (host_locks(&img.plain)?, host_locks(&img.shared)?);
+    let b_pid = i64::from(b.pid());
+    if plain_locks.iter().any(|l| l.pid == b_pid) || shared_locks.iter().any(|l| l.pid == b_pid) {
+        bail!(
+            "the second kernel (pid {b_pid}, flag c) holds host locks: plain image \
+             {plain_locks:?}, shared image {shared_locks:?}"
+        );
+    }
+    if !shared_locks.is_empty() {
+        bail!(
+            "/proc/locks on the shared image while two kernels use it with c: \
+             {shared_locks:?}, expected none"
+        );
+    }
+    release(&hostfs, "go-b")?;
+    let b_out = b.wait()?;
+    exited_ok(&b_out).context("the second kernel")?;
+    release(&hostfs, "go-a")?;
+    let a_out = a.wait()?;
+    exited_ok(&a_out).context("the first kernel")?;
+
+    let bc = &b_out.console;
+    no_kernel_warnings(bc, "the second kernel")?;
+    let ro = mark(bc, "ro").unwrap_or_default();
+    if ro != ["0", "0"] {
+        bail!(
+            "the second kernel's c devices have /sys/block/*/ro {ro:?}, expected 0 0\n{}",
+            quote(bc)
+        );
+    }
+    for (key, path, what) in [
+        (
+            "sha-a",
+            &img.plain,
+            "ubd0c= on the image the first kernel holds locked",
+        ),
+        (
+            "sha-b",
+            &img.shared,
+            "ubd1c= on the image both kernels share",
+        ),
+    ] {
+        let got = mark_word(bc, key)?;
+        let want = sha256_file(path)?;
+        if got != want {
+            bail!("the second kernel, {what}: reads SHA-256 {got}, the file has {want}");
+        }
+    }
+
+    let ac = &a_out.console;
+    no_kernel_warnings(ac, "the first kernel")?;
+    let got_serial = mark_line(ac, "serial").unwrap_or_default();
+    if got_serial != serial {
+        bail!(
+            "ubd4=FILE,,{serial}: /sys/block/ubde/serial is {got_serial:?}, expected \
+             {serial:?}\n{}",
+            quote(ac)
+        );
+    }
+    let other_serial = mark_line(ac, "serial-a").unwrap_or_default();
+    if other_serial == serial {
+        bail!("ubda, given no serial, shows the serial of ubde ({serial:?})");
+    }
+    let ro = mark_line(ac, "ro").unwrap_or_default();
+    if ro != "0 0 0 1 0" {
+        bail!(
+            "/sys/block/ubd[a-e]/ro of the s, plain, c, r and serial devices are {ro:?}, \
+             expected \"0 0 0 1 0\""
+        );
+    }
+    let mut data = vec![0u8; FLAGS_WRITE];
+    File::open(&img.sync)?.read_exact(&mut data)?;
+    if let Some(why) = pattern_mismatch(&data, write_seed, FLAGS_WRITE) {
+        bail!(
+            "the {} KiB the guest wrote to the s device: the host file {why}",
+            FLAGS_WRITE >> 10
+        );
+    }
+    for (p, f) in &untouched {
+        f.same(p, "after both kernels (they only read it)")?;
+    }
+    Ok(format!(
+        "{fd_fact}; POSIX locks by the kernel on the s, plain, r (READ) and serial images, \
+         none on the c image; a second kernel with c used the locked plain image and the \
+         shared one at the same time, taking no lock, and read both intact; \
+         /sys/block/ubde/serial {serial:?} (ubda: {other_serial:?}); the s device's write \
+         reached the file; the other images unchanged"
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// host_ubd_cow_check: the backing file's size and mtime, recorded in the COW
+// header, guard the COW file; a moved backing file is switched to.
+
+/// The raw backing file and the writes of the boots: (offset, length).
+const CHECK_LEN: usize = 2 << 20;
+const CHECK_FIRST: (usize, usize) = (256 << 10, 64 << 10);
+const CHECK_SECOND: (usize, usize) = (1 << 20, 32 << 10);
+
+/// Boot 1 (the other kernel) and boot 3 (the kernel under test): read the
+/// whole device, then write the pattern `seed` at `at`.
+fn check_write_script(seed: u64, (at, len): (usize, usize)) -> String {
+    format!(
+        "m sha $(sha256sum </dev/ubda); m step write; {}{KWARN}m step done",
+        write_at("/dev/ubda", seed, len, at)
+    )
+}
+
+/// Boot 2: ubda (COW over a touched backing file) must be missing, ubdb
+/// (`d`: the COW file as a plain image) present, ubdc (`d` with a backing
+/// file) refused, ubdd (COW over a backing file that grew) missing.
+fn check_refused_script() -> String {
+    format!(
+        "for d in a b c d; do if [ -b /dev/ubd$d ]; then m dev-$d yes; else m dev-$d no; fi; \
+         done; m size-b $(cat /sys/block/ubdb/size); \
+         m head-b $(dd if=/dev/ubdb bs=512 count=1 2>/dev/null | xxd -p | tr -d '\\n'); \
+         {KWARN}m step done"
+    )
+}
+
+/// Boot 4 (the other kernel, `ubd0=cow` alone): the whole device.
+fn check_read_script() -> String {
+    format!("m sha $(sha256sum </dev/ubda); {KWARN}m step done")
+}
+
+/// The console line holding `needle`, or a failure naming `what` and the
+/// closest line (holding `near`).
+fn console_line(console: &str, needle: &str, near: &str, what: &str) -> Result<String> {
+    if let Some(l) = console.lines().find(|l| l.contains(needle)) {
+        return Ok(l.trim().to_string());
+    }
+    let seen = console.lines().find(|l| l.contains(near)).unwrap_or("none");
+    bail!(
+        "{what}: the kernel did not print {needle:?}; its line with {near:?}: {seen}\n{}",
+        quote(console)
+    )
+}
+
+/// What boot 2 must show: the recorded and the current mtime of the
+/// touched backing file, and the recorded and current size of the grown one.
+struct Mismatch {
+    recorded: u32,
+    current: i64,
+    size: u64,
+    grown: u64,
+}
+
+/// Boot 2: fails unless the refusals and the `d` device are as the driver
+/// promises. Returns the two mismatch lines.
+fn check_refused(console: &str, cow: &Path, m: &Mismatch) -> Result<(String, String)> {
+    no_kernel_warnings(console, "boot 2")?;
+    for (key, want, what) in [
+        (
+            "dev-a",
+            "no",
+            "ubd0=cow,backing over a backing file whose mtime changed",
+        ),
+        ("dev-b", "yes", "ubd1d=cow (flag d: no COW detection)"),
+        (
+            "dev-c",
+            "no",
+            "ubd2d=cow,backing (flag d with a backing file)",
+        ),
+        (
+            "dev-d",
+            "no",
+            "ubd3=cow,backing over a backing file that grew",
+        ),
+    ] {
+        let got = mark_word(console, key)?;
+        if got != want {
+            bail!(
+                "{what}: /dev/ubd{} present: {got}, expected {want}\n{}",
+                &key[4..],
+                quote(console)
+            );
+        }
+    }
+    let mtime = console_line(
+        console,
+        &format!(
+            "mtime mismatch ({} vs {}) of COW header vs backing file",
+            m.recorded, m.current
+        ),
+        "mtime mismatch",
+        "the backing file's mtime changed",
+    )?;
+    let size = console_line(
+        console,
+        &format!(
+            "Size mismatch ({} vs {}) of COW header vs backing file",
+            m.size, m.grown
+        ),
+        "Size mismatch",
+        "the backing file grew",
+    )?;
+    console_line(
+        console,
+        "Can't specify both 'd' and a cow file",
+        "Failed to initialize device",
+        "ubd2d=cow,backing",
+    )?;
+    // Flag d: the COW file is a plain image, header and all. Its size,
+    // though, is the backing file's from the header: ubd_file_size() reads
+    // the header of a single file whatever the flags (upstream ubd_kern.c;
+    // the C and the Rust kernel alike), so the device ends before the file.
+    let h = read_cow_header(cow)?;
+    let sectors = mark_word(console, "size-b")?;
+    let want_sectors = h.size.div_ceil(512).to_string();
+    if sectors != want_sectors {
+        bail!(
+            "ubd1d=cow: {sectors} sectors, expected {want_sectors} (the backing size the COW \
+             header records, as ubd_file_size() takes it)"
+        );
+    }
+    let head = unhex(&mark_word(console, "head-b")?).context("the hex of ubdb's first sector")?;
+    let mut want = vec![0u8; 512];
+    File::open(cow)?.read_exact(&mut want)?;
+    if head != want {
+        bail!(
+            "ubd1d=cow: the first sector (starting {:02x?}) is not the COW file's (starting \
+             {:02x?}, the header)",
+            &head[..head.len().min(8)],
+            &want[..8]
+        );
+    }
+    Ok((mtime, size))
+}
+
+fn cow_check_case(ctx: &Ctx, kernel: &Path) -> Result<String> {
+    let dir = workdir()?;
+    let d = dir.path();
+    let base = fresh_seed();
+    let (back_seed, s1, s2) = (seed(base, 0), seed(base, 1), seed(base, 2));
+    let backing = d.join("backing.img");
+    pattern_file(&backing, back_seed, CHECK_LEN)?;
+    let grows = d.join("grows.img");
+    pattern_file(&grows, seed(base, 4), CHECK_LEN)?;
+    let original = suite::pattern_bytes(back_seed, CHECK_LEN);
+    let after1 = patched(original.clone(), CHECK_FIRST.0, s1, CHECK_FIRST.1);
+    let after3 = patched(after1.clone(), CHECK_SECOND.0, s2, CHECK_SECOND.1);
+    let cow = d.join("disk.cow");
+    let cow2 = d.join("grows.cow");
+    let (other, other_name) = other_kernel(ctx, kernel);
+
+    // 1. The other kernel makes the COW files and writes through one.
+    let boot1 = format!("boot 1 ({other_name}, ubd0=cow,backing)");
+    let console = boot_ok(
+        ctx,
+        &spec(
+            &other,
+            &check_write_script(s1, CHECK_FIRST),
+            &[
+                format!("ubd0={},{}", cow.display(), backing.display()),
+                format!("ubd1={},{}", cow2.display(), grows.display()),
+            ],
+            None,
+        ),
+    )
+    .context(boot1.clone())?;
+    no_kernel_warnings(&console, &boot1)?;
+    let got = mark_word(&console, "sha")?;
+    if got != sha256_hex(&original) {
+        bail!("{boot1}: the device reads SHA-256 {got}, the backing file's is different");
+    }
+    let cow_fact = check_cow_file(&cow, &backing)?;
+    check_cow_file(&cow2, &grows)?;
+    let orig_mtime = fs::metadata(&backing)?.modified()?;
+    let recorded = read_cow_header(&cow)?.mtime;
+
+    // 2. The backing file's mtime changes, the other backing file grows
+    // (its mtime kept): both COW devices are refused.
+    let shift = 1000 + i64::from(seed(base, 3) as u16);
+    let m = Mismatch {
+        recorded,
+        current: i64::from(recorded) + shift,
+        size: CHECK_LEN as u64,
+        grown: CHECK_LEN as u64 + 4096,
+    };
+    set_mtime(
+        &backing,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(m.current as u64),
+    )?;
+    let grows_mtime = fs::metadata(&grows)?.modified()?;
+    OpenOptions::new()
+        .write(true)
+        .open(&grows)
+        .and_then(|f| f.set_len(m.grown))
+        .context("growing the second backing file")?;
+    set_mtime(&grows, grows_mtime)?;
+    let fps = [&backing, &cow, &grows, &cow2]
+        .into_iter()
+        .map(|p| Ok((p, Fingerprint::of(p)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let console = boot_ok(
+        ctx,
+        &spec(
+            kernel,
+            &check_refused_script(),
+            &[
+                format!("ubd0={},{}", cow.display(), backing.display()),
+                format!("ubd1d={}", cow.display()),
+                format!("ubd2d={},{}", cow.display(), backing.display()),
+                format!("ubd3={},{}", cow2.display(), grows.display()),
+            ],
+            None,
+        ),
+    )
+    .context("boot 2 (a backing file's mtime changed, another's size)")?;
+    let (mtime_line, size_line) = check_refused(&console, &cow, &m)?;
+    for (p, f) in &fps {
+        f.same(p, "after the boot that refused the COW devices")?;
+    }
+
+    // 3. The mtime restored and the backing file moved: the kernel under
+    // test switches the header to the new path and uses the device.
+    set_mtime(&backing, orig_mtime)?;
+    let moved_dir = d.join("moved");
+    fs::create_dir(&moved_dir)?;
+    let moved = moved_dir.join("backing-moved.img");
+    fs::rename(&backing, &moved)?;
+    let back_fp = Fingerprint::of(&moved)?;
+    let boot3 = "boot 3 (ubd0=cow,moved-backing)";
+    let console = boot_ok(
+        ctx,
+        &spec(
+            kernel,
+            &check_write_script(s2, CHECK_SECOND),
+            &[format!("ubd0={},{}", cow.display(), moved.display())],
+            None,
+        ),
+    )
+    .context(boot3)?;
+    no_kernel_warnings(&console, boot3)?;
+    let got = mark_word(&console, "sha")?;
+    if got != sha256_hex(&after1) {
+        bail!(
+            "{boot3}: the device reads SHA-256 {got}, expected {} (the backing file with \
+             {other_name}'s write of boot 1)",
+            sha256_hex(&after1)
+        );
+    }
+    let switching = console_line(
+        &console,
+        &format!("Switching backing file to '{}'", moved.display()),
+        "Switching",
+        boot3,
+    )?;
+    let canon = fs::canonicalize(&moved)?;
+    let h = read_cow_header(&cow)?;
+    if h.backing_file != canon.to_string_lossy() {
+        bail!(
+            "{boot3}: the COW header names {:?}, expected the new path {}",
+            h.backing_file,
+            canon.display()
+        );
+    }
+    let switched = check_cow_file(&cow, &moved).context("the COW file after the switch")?;
+    back_fp.same(&moved, &format!("after {boot3}"))?;
+    check_merged(d, &cow, &after3, "after boot 3")?;
+
+    // 4. The other kernel opens the switched COW file by its header alone.
+    let boot4 = format!("boot 4 ({other_name}, ubd0=cow)");
+    let console = boot_ok(
+        ctx,
+        &spec(
+            &other,
+            &check_read_script(),
+            &[format!("ubd0={}", cow.display())],
+            None,
+        ),
+    )
+    .context(boot4.clone())?;
+    no_kernel_warnings(&console, &boot4)?;
+    let got = mark_word(&console, "sha")?;
+    if got != sha256_hex(&after3) {
+        bail!(
+            "{boot4}: the device reads SHA-256 {got}, expected {} (both boots' writes over \
+             the moved backing file)",
+            sha256_hex(&after3)
+        );
+    }
+    back_fp.same(&moved, &format!("after {boot4}"))?;
+    Ok(format!(
+        "COW files made by {other_name}: {cow_fact}; backing mtime moved by {shift} s and \
+         another backing grown by 4 KiB: both devices refused ({mtime_line:?}, \
+         {size_line:?}), ubd1d= reads the COW file raw, ubd2d=cow,backing refused, all four \
+         files unchanged; mtime restored and backing moved: {switching:?}, header updated \
+         ({switched}), the device reads boot 1's data and takes writes (uml_moo merge \
+         exact); {other_name} reads the switched COW file by its header"
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// host_ubd_hotplug_cow: mconsole `config ubd1=cow,backing`, and `remove`
+// refused while a process holds the device open.
+
+/// The backing file, and the guest's write through the COW device.
+const HOTCOW_LEN: usize = 4 << 20;
+const HOTCOW_WRITE: (usize, usize) = (512 << 10, 96 << 10);
+
+fn hotplug_cow_script(seed: u64) -> String {
+    format!(
+        "if [ -e /dev/ubdb ]; then m early; exit 4; fi; m up; m step wait-ubdb; i=0; \
+         while [ ! -b /dev/ubdb ]; do i=$((i+1)); [ $i -lt 400 ]; sleep 0.05; done; \
+         m seen $(cat /sys/block/ubdb/size); m sha $(sha256sum </dev/ubdb); m step write; {w}\
+         exec 3</dev/ubdb; m held; m step wait-1; {g} wait-file /host/go1 30; \
+         m after $(sha256sum <&3); exec 3<&-; m closed; m step wait-2; \
+         {g} wait-file /host/go2 30; m step gone; i=0; while [ -e /dev/ubdb ]; do \
+         i=$((i+1)); [ $i -lt 400 ]; sleep 0.05; done; \
+         if grep -q ubdb /proc/partitions; then m listed; exit 3; fi; m gone; {KWARN}\
+         m step done",
+        w = write_at("/dev/ubdb", seed, HOTCOW_WRITE.1, HOTCOW_WRITE.0),
+        g = proto::GUEST,
+    )
+}
+
+fn hotplug_cow_case(ctx: &Ctx, kernel: &Path) -> Result<String> {
+    let dir = workdir()?;
+    let d = dir.path();
+    let hostfs = d.join("hostfs");
+    fs::create_dir(&hostfs)?;
+    let base = fresh_seed();
+    let (back_seed, write_seed) = (seed(base, 0), seed(base, 1));
+    let backing = d.join("backing.img");
+    pattern_file(&backing, back_seed, HOTCOW_LEN)?;
+    let before = Fingerprint::of(&backing)?;
+    let original = suite::pattern_bytes(back_seed, HOTCOW_LEN);
+    let written = patched(original.clone(), HOTCOW_WRITE.0, write_seed, HOTCOW_WRITE.1);
+    let cow = d.join("hot.cow");
+    let s = spec(kernel, &hotplug_cow_script(write_seed), &[], Some(&hostfs));
+    let mut guest = Guest::start(&s, ctx)?;
+    let sock = guest.umid_dir().join("mconsole");
+    guest.wait_for_console(&format!("{MARK} up"), STEP_LIMIT)?;
+    let arg = format!("{},{}", cow.display(), backing.display());
+    mc_guest(&guest, &sock, &["config", &format!("ubd1={arg}")])?;
+    let get = mc_guest(&guest, &sock, &["config", "ubd1"])?;
+    if !get.contains(&arg) {
+        bail!("mconsole `config ubd1` answered {get:?}, expected OK and {arg}");
+    }
+    guest.wait_for_console(&format!("{MARK} held"), STEP_LIMIT)?;
+    let busy = suite::mconsole_reply(&sock, &["remove", "ubd1"])?;
+    let busy_line = busy.stdout.lines().next().unwrap_or("").trim().to_string();
+    let busy_text = "Device is currently open";
+    if busy.status.success() || !busy_line.starts_with("ERR") || !busy_line.contains(busy_text) {
+        bail!(
+            "mconsole `remove ubd1` while a guest shell holds /dev/ubdb open answered \
+             {busy_line:?} ({}), expected ERR {busy_text:?}",
+            busy.status
+        );
+    }
+    release(&hostfs, "go1")?;
+    guest.wait_for_console(&format!("{MARK} closed"), STEP_LIMIT)?;
+    mc_guest(&guest, &sock, &["remove", "ubd1"]).context("removing ubd1 after the close")?;
+    release(&hostfs, "go2")?;
+    let out = guest.wait()?;
+    exited_ok(&out)?;
+    let console = &out.console;
+    no_kernel_warnings(console, "the hot-plug boot")?;
+    let sectors = mark_word(console, "seen")?;
+    let want_sectors = (HOTCOW_LEN / 512).to_string();
+    if sectors != want_sectors {
+        bail!("the plugged COW device has {sectors} sectors, expected {want_sectors}");
+    }
+    for (key, want, what) in [
+        ("sha", &original, "before its write: the backing file"),
+        (
+            "after",
+            &written,
+            "through the held fd after the refused remove: its write",
+        ),
+    ] {
+        let got = mark_word(console, key)?;
+        if got != sha256_hex(want) {
+            bail!(
+                "the guest reads the plugged COW device with SHA-256 {got}, expected {} \
+                 ({what})",
+                sha256_hex(want)
+            );
+        }
+    }
+    if mark_line(console, "gone").is_none() {
+        bail!("no `{MARK} gone` line\n{}", quote(console));
+    }
+    before.same(
+        &backing,
+        "after the guest wrote through the hot-plugged COW device",
+    )?;
+    let cow_fact = check_cow_file(&cow, &backing)?;
+    check_merged(d, &cow, &written, "after the hot-plugged boot")?;
+    Ok(format!(
+        "config ubd1=cow,backing ({get}); the guest read the backing data and wrote {} KiB; \
+         remove while held open: {busy_line}; the device still reads, with the write; remove \
+         after close: OK, /dev/ubdb gone; backing unchanged; {cow_fact}; uml_moo merge exact",
+        HOTCOW_WRITE.1 >> 10
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// host_ubd_direct
+
+/// The image of the O_DIRECT device, and where and how much the guest
+/// writes into it.
+const DIRECT_LEN: usize = 4 << 20;
+const DIRECT_WRITE_AT: usize = 1 << 20;
+const DIRECT_WRITE_LEN: usize = 256 << 10;
+/// `O_DIRECT` in /proc/PID/fdinfo's octal `flags:` (x86).
+const HOST_O_DIRECT: u32 = 0o40000;
+
+/// ubda (flag `o`) must work; ubdb (`o` on a COW pair), ubdc (`o` on an
+/// odd-sized file) and ubdd (`o` on a COW file alone) must have been
+/// refused. The guest waits for the host to
+/// look at the kernel's descriptors, then reads and writes ubda.
+fn direct_script(seed: u64) -> String {
+    format!(
+        "for d in b c d; do [ -b /dev/ubd$d ] && m present ubd$d; done; m up; m step wait; \
+         {g} wait-file /host/go 30; m step read; \
+         m sum $(dd if=/dev/ubda bs=65536 count=16 2>/dev/null | sha256sum); \
+         m step write; {g} pattern {seed:#x} {DIRECT_WRITE_LEN} | \
+         dd of=/dev/ubda bs=65536 seek={seek} conv=fsync 2>/dev/null; m step done",
+        g = proto::GUEST,
+        seek = DIRECT_WRITE_AT / 65536,
+    )
+}
+
+/// The `flags:` of every descriptor of process `pid` open on `path`.
+fn host_fd_flags(pid: i32, path: &Path) -> Result<Vec<u32>> {
+    let mut flags = Vec::new();
+    let dir = format!("/proc/{pid}/fd");
+    for entry in fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+        let entry = entry?;
+        if fs::read_link(entry.path()).ok().as_deref() != Some(path) {
+            continue;
+        }
+        let info = fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            entry.file_name().to_string_lossy()
+        ))?;
+        let octal = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .context("fdinfo without flags")?;
+        flags.push(u32::from_str_radix(octal.trim(), 8)?);
+    }
+    Ok(flags)
+}
+
+fn direct_case(ctx: &Ctx, kernel: &Path) -> Result<String> {
+    let dir = workdir()?;
+    let hostfs = dir.path().join("hostfs");
+    fs::create_dir(&hostfs)?;
+    let image = dir.path().join("direct.img");
+    let base_seed = fresh_seed();
+    pattern_file(&image, base_seed, DIRECT_LEN)?;
+    let original = fs::read(&image)?;
+    let backing = dir.path().join("backing.img");
+    pattern_file(&backing, seed(base_seed, 1), 1 << 20)?;
+    let cow = dir.path().join("direct.cow");
+    let made_cow = dir.path().join("made.cow");
+    host_tool(
+        "uml_mkcow",
+        &[made_cow.as_os_str(), backing.as_os_str()],
+        "uml-utilities",
+    )?;
+    let odd = dir.path().join("odd.img");
+    pattern_file(&odd, seed(base_seed, 2), ODD_LEN)?;
+    let untouched = [
+        (&backing, sha256_file(&backing)?),
+        (&odd, sha256_file(&odd)?),
+        (&made_cow, sha256_file(&made_cow)?),
+    ];
+    let write_seed = seed(base_seed, 3);
+    let args = [
+        format!("ubd0o={}", image.display()),
+        format!("ubd1o={},{}", cow.display(), backing.display()),
+        format!("ubd2o={}", odd.display()),
+        format!("ubd3o={}", made_cow.display()),
+    ];
+    let mut guest = Guest::start(
+        &spec(kernel, &direct_script(write_seed), &args, Some(&hostfs)),
+        ctx,
+    )?;
+    let looked = guest
+        .wait_for_console(&format!("{MARK} up"), STEP_LIMIT)
+        .and_then(|()| host_fd_flags(guest.pid(), &image));
+    release(&hostfs, "go")?;
+    let out = guest.wait()?;
+    exited_ok(&out)?;
+    let console = out.console;
+    let flags = looked.context("looking at the kernel's descriptors of the image")?;
+    if flags.is_empty() {
+        bail!("the kernel has no descriptor open on {}", image.display());
+    }
+    if let Some(f) = flags.iter().find(|&&f| f & HOST_O_DIRECT == 0) {
+        bail!("the kernel's descriptor of the image has flags {f:o}: no O_DIRECT");
+    }
+    if let Some(present) = mark_line(&console, "present") {
+        bail!(
+            "a device that flag 'o' cannot serve was set up: {present}\n{}",
+            quote(&console)
+        );
+    }
+    for (what, text) in [
+        (
+            "a COW pair",
+            "Can't specify both 'o' (O_DIRECT) and a cow file",
+        ),
+        (
+            "a COW file alone",
+            "is a COW file: flag 'o' (O_DIRECT) cannot be used with COW",
+        ),
+        (
+            "a 1575-byte file",
+            "needs a file size that is a multiple of 512 bytes, not 1575",
+        ),
+    ] {
+        if !console.contains(text) {
+            bail!(
+                "'o' on {what}: no message {text:?} on the console\n{}",
+                quote(&console)
+            );
+        }
+    }
+    let want_sum = sha256_hex(&original[..1 << 20]);
+    let sum = mark_word(&console, "sum")?;
+    if sum != want_sum {
+        bail!("the guest read the first MiB as SHA-256 {sum}, the file has {want_sum}");
+    }
+    let after = fs::read(&image)?;
+    let written = &after[DIRECT_WRITE_AT..DIRECT_WRITE_AT + DIRECT_WRITE_LEN];
+    if let Some(why) = pattern_mismatch(written, write_seed, DIRECT_WRITE_LEN) {
+        bail!("the data the guest wrote at 1 MiB: {why}");
+    }
+    let outside_changed = after.len() != original.len()
+        || after[..DIRECT_WRITE_AT] != original[..DIRECT_WRITE_AT]
+        || after[DIRECT_WRITE_AT + DIRECT_WRITE_LEN..]
+            != original[DIRECT_WRITE_AT + DIRECT_WRITE_LEN..];
+    if outside_changed {
+        bail!("the image changed outside the range the guest wrote");
+    }
+    for (file, sha) in &untouched {
+        if sha256_file(file)? != *sha {
+            bail!("{} changed although its device was refused", file.display());
+        }
+    }
+    if cow.exists() {
+        bail!(
+            "a COW file was created for the refused device: {}",
+            cow.display()
+        );
+    }
+    Ok(format!(
+        "host descriptor flags {:o} (O_DIRECT); 1 MiB read and 256 KiB written through it, \
+         checked on the host; 'o' refused on a COW pair, a COW file and a 1575-byte file",
+        flags[0]
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1554,6 +2647,15 @@ mod tests {
             hotplug_script(s),
             io_error_script(),
             sync_halt_script(s),
+            direct_script(s),
+            lock_holder_script(),
+            lock_second_script(),
+            flags_script(s),
+            flags_second_script(),
+            check_write_script(s, CHECK_FIRST),
+            check_refused_script(),
+            check_read_script(),
+            hotplug_cow_script(s),
         ] {
             let cmd = vec!["/bin/sh".into(), "-c".into(), format!("{PRELUDE}{script}")];
             let enc = crate::protocol::encode_cmd(&cmd).unwrap();
@@ -1573,6 +2675,15 @@ mod tests {
             hotplug_script(1),
             io_error_script(),
             sync_halt_script(1),
+            direct_script(1),
+            lock_holder_script(),
+            lock_second_script(),
+            flags_script(1),
+            flags_second_script(),
+            check_write_script(1, CHECK_SECOND),
+            check_refused_script(),
+            check_read_script(),
+            hotplug_cow_script(1),
         ] {
             let out = Command::new("/bin/sh")
                 .args(["-n", "-c", &format!("{PRELUDE}{script}")])
@@ -1629,6 +2740,66 @@ mod tests {
         // uml_mkcow's file over 64 MiB was 67133440 bytes.
         assert_eq!(cow_file_size(64 << 20, 512, 4096), 67_133_440);
         assert!(parse_cow_header(&b[..100]).is_err());
+    }
+
+    #[test]
+    fn proc_locks_parsing() {
+        let locks = "\
+1: POSIX  ADVISORY  WRITE 4516 fe:00:10576606 0 EOF
+2: POSIX  ADVISORY  READ 4516 fe:00:10576605 0 EOF
+2: -> POSIX  ADVISORY  WRITE 4600 fe:00:10576605 0 EOF
+3: OFDLCK ADVISORY  WRITE -1 08:11:10576606 0 EOF
+4: FLOCK  ADVISORY  WRITE 1737 fe:00:105766050 0 EOF
+";
+        let dev = nix::sys::stat::makedev(0xfe, 0);
+        let lock = |kind: &str, mode: &str, pid| HostLock {
+            kind: kind.into(),
+            mode: mode.into(),
+            pid,
+        };
+        assert_eq!(
+            locks_on(locks, dev, 10_576_606),
+            [lock("POSIX", "WRITE", 4516)]
+        );
+        // The waiter is not a lock held; another inode's digits are not it.
+        assert_eq!(
+            locks_on(locks, dev, 10_576_605),
+            [lock("POSIX", "READ", 4516)]
+        );
+        assert_eq!(
+            locks_on(locks, nix::sys::stat::makedev(8, 0x11), 10_576_606),
+            [lock("OFDLCK", "WRITE", -1)]
+        );
+        assert!(locks_on(locks, dev, 1).is_empty());
+    }
+
+    #[test]
+    fn kernel_reports_on_the_console() {
+        let warn =
+            "[    0.6] WARNING: CPU: 0 PID: 1 at mm/slub.c:4799 free_large_kmalloc+0x5a/0xd4";
+        assert_eq!(kernel_report(&format!("boot\n{warn}\nrest")), Some(warn));
+        assert_eq!(
+            kernel_report("[ 1.0] BUG: kernel NULL pointer dereference"),
+            Some("[ 1.0] BUG: kernel NULL pointer dereference")
+        );
+        assert_eq!(
+            kernel_report("ubda: unknown partition table\nmounted"),
+            None
+        );
+    }
+
+    #[test]
+    fn kernel_warning_lines() {
+        let ok = "@@BLK kwarn 0\n";
+        no_kernel_warnings(ok, "b").unwrap();
+        let bad = "@@BLK kwarn 1 [    0.6] WARNING: CPU: 0 PID: 1 at mm/slub.c:4799 x\n";
+        let e = format!("{:#}", no_kernel_warnings(bad, "boot 9").unwrap_err());
+        assert!(e.contains("boot 9") && e.contains("mm/slub.c:4799"), "{e}");
+        assert!(no_kernel_warnings("@@BLK other 0\n", "b").is_err());
+        assert_eq!(
+            patched(vec![0; 8192], 4096, 5, 4096)[4096..],
+            suite::pattern_bytes(5, 4096)[..]
+        );
     }
 
     #[test]
