@@ -58,6 +58,9 @@ pub enum Command {
     /// The main job: setup, build both kernels, verify the link, run the guest
     /// suite on the Rust kernel and print the benchmark table.
     Demo(BenchArgs),
+    /// Run a libFuzzer target of fuzz/ (cargo-fuzz, nightly) for a while; exits 1
+    /// and prints the saved input if it crashes.
+    Fuzz(FuzzArgs),
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +186,15 @@ pub struct BenchBlockArgs {
     pub json: PathBuf,
 }
 
+#[derive(Debug, Args)]
+pub struct FuzzArgs {
+    /// The target: a file name of fuzz/fuzz_targets/ without `.rs` (e.g. cow_header).
+    pub target: String,
+    /// How long to fuzz (libFuzzer -max_total_time), not counting the build.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub seconds: u64,
+}
+
 /// A path, empty allowed (clap's own PathBuf parser refuses "", our "use the default").
 fn any_path(s: &str) -> Result<PathBuf, std::convert::Infallible> {
     Ok(PathBuf::from(s))
@@ -257,6 +269,24 @@ mod tests {
         assert_eq!(k.jobs, Some(2));
         assert_eq!(k.crate_dir, Some(PathBuf::from("/tmp/w/arch-um-rs")));
         assert!(Cli::try_parse_from(["uml-harness", "kunit", "--os", "debian"]).is_err());
+    }
+
+    #[test]
+    fn fuzz_takes_a_target_and_seconds() {
+        let cli = Cli::try_parse_from(["uml-harness", "fuzz", "cow_header"]).unwrap();
+        let Command::Fuzz(f) = cli.command else {
+            panic!("not fuzz")
+        };
+        assert_eq!((f.target.as_str(), f.seconds), ("cow_header", 60));
+        let cli =
+            Cli::try_parse_from(["uml-harness", "fuzz", "cow_header", "--seconds", "300"]).unwrap();
+        let Command::Fuzz(f) = cli.command else {
+            panic!("not fuzz")
+        };
+        assert_eq!(f.seconds, 300);
+        assert!(Cli::try_parse_from(["uml-harness", "fuzz"]).is_err());
+        // -max_total_time=0 would be "forever".
+        assert!(Cli::try_parse_from(["uml-harness", "fuzz", "cow_header", "--seconds=0"]).is_err());
     }
 
     #[test]

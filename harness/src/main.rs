@@ -9,6 +9,7 @@ mod block;
 mod boot;
 mod build_selftest;
 mod cli;
+mod fuzz;
 mod hostcheck;
 mod initramfs;
 mod kbuild;
@@ -59,6 +60,7 @@ fn real_main() -> Result<i32> {
             bench::run(&ctx, &a)?
         }
         Command::BenchBlock(a) => bench_block::run(&ctx, &a)?,
+        Command::Fuzz(a) => return fuzz::run(&ctx, &a),
         Command::Demo(mut a) => {
             if a.json.as_os_str().is_empty() {
                 a.json = ctx.cache.join("bench.json");

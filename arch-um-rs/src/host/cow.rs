@@ -873,5 +873,9 @@ pub fn init_cow_file(
     Ok(layout)
 }
 
+// The properties the unit tests and the fuzz target (fuzz/) check; test
+// code, so never in a kernel.
+#[cfg(not(feature = "kernel"))]
+pub mod properties;
 #[cfg(test)]
 mod tests;

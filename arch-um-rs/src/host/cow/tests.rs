@@ -11,6 +11,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 
+use super::properties::check_header_properties;
 use super::*;
 
 fn cpath(p: &Path) -> CString {
@@ -684,26 +685,12 @@ fn any_valid_header() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
-/// What every accepted header promises its users.
-fn check_accepted(h: &CowHeader) {
-    assert!(h.bitmap_offset <= h.data_offset && h.data_offset <= MAX_OFFSET);
-    assert!(h.sectorsize > 0 && h.sectorsize % 512 == 0 && h.align > 0);
-    assert_eq!(
-        cow_sizes(h.version, h.size, h.sectorsize, h.align, h.bitmap_offset),
-        Some((h.bitmap_len, h.data_offset))
-    );
-    assert!(h.data_offset.checked_add(h.size).is_some());
-    assert!(!h.backing_file.contains(&0));
-}
-
 proptest! {
     #[test]
     fn parse_header_never_panics_on_arbitrary_bytes(
         bytes in proptest::collection::vec(any::<u8>(), 0..5000),
     ) {
-        if let Ok(h) = parse_header(&bytes) {
-            check_accepted(&h);
-        }
+        check_header_properties(&bytes);
     }
 
     #[test]
@@ -718,21 +705,94 @@ proptest! {
             img[at] = b;
         }
         img.truncate(cut.max(HEADER_READ_LEN / 2));
-        if let Ok(h) = parse_header(&img) {
-            check_accepted(&h);
-        }
-        let _ = parse_header(&img[..cut]);
+        check_header_properties(&img);
+        check_header_properties(&img[..cut]);
     }
 
     #[test]
     fn valid_headers_parse(img in any_valid_header()) {
-        match parse_header(&img) {
-            Ok(h) => check_accepted(&h),
-            // A huge alignment or a zero one may be refused, nothing else.
-            Err(e) => prop_assert!(
+        check_header_properties(&img);
+        // A huge alignment or a zero one may be refused, nothing else.
+        if let Err(e) = parse_header(&img) {
+            prop_assert!(
                 matches!(e, HeaderError::Overflow { .. } | HeaderError::ZeroAlignment),
                 "{e}"
-            ),
+            );
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// the fuzz corpus (fuzz/corpus/cow_header): seeds and regression inputs
+
+fn fuzz_corpus() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/cow_header")
+}
+
+/// The seeds, each one header of a format as its writer laid it out.
+const FUZZ_SEEDS: [(&str, Format); 4] = [
+    ("seed-v1", Format::V1),
+    ("seed-v2", Format::V2),
+    ("seed-v3-uml_mkcow", Format::V3),
+    ("seed-v3-broken", Format::V3Broken),
+];
+
+#[test]
+fn every_fuzz_corpus_file_has_the_header_properties() {
+    let mut files: Vec<_> = std::fs::read_dir(fuzz_corpus())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= FUZZ_SEEDS.len(), "{files:?}");
+    for file in files {
+        eprintln!("{}", file.display());
+        check_header_properties(&std::fs::read(&file).unwrap());
+    }
+}
+
+#[test]
+fn the_fuzz_seeds_are_one_header_of_each_format() {
+    for (name, format) in FUZZ_SEEDS {
+        let bytes = std::fs::read(fuzz_corpus().join(name)).unwrap();
+        let h = parse_header(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(h.format, format, "{name}");
+        assert!(!h.backing_file.is_empty(), "{name}");
+    }
+}
+
+/// Rewrites the seeds: `cargo test -p arch-um-rs -- --ignored
+/// write_the_fuzz_seeds` (needs `uml_mkcow`).
+#[test]
+#[ignore = "writes fuzz/corpus/cow_header"]
+fn write_the_fuzz_seeds() {
+    let dir = fuzz_corpus();
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).unwrap();
+    write(
+        "seed-v1",
+        &v1_image(b"/images/root_fs", 1_000_000_000, 1575, 512),
+    );
+    write(
+        "seed-v2",
+        &v2_image(b"/images/root_fs", 1_100_000_000, 3 << 20, 512),
+    );
+    write(
+        "seed-v3-broken",
+        &v3_broken_image(b"/images/root_fs", 1_100_000_000, 1 << 30, 512, 4096),
+    );
+    // uml_mkcow's file over a 1575-byte backing file, as much of it as the
+    // reader reads.
+    let tmp = tempfile::tempdir().unwrap();
+    let back = backing(tmp.path(), 1575);
+    let cow = tmp.path().join("cow");
+    let status = std::process::Command::new(UML_MKCOW)
+        .arg(&cow)
+        .arg(back.to_str().unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let mut bytes = std::fs::read(&cow).unwrap();
+    bytes.truncate(HEADER_READ_LEN);
+    write("seed-v3-uml_mkcow", &bytes);
 }
