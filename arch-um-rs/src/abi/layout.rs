@@ -495,6 +495,8 @@ pub const C_HEADERS: &[&str] = &[
     "net_user.h",
     // arch/um/drivers, on the guard's include path since patch 0011.
     "ubd.h",
+    // Last: with __UM_HOST__ it defines u32 as a macro.
+    "mconsole.h",
 ];
 
 /// signal.c and helper.c: the kernel allocation flags, the size of the
@@ -589,6 +591,99 @@ const UBD_CONSTANTS: [AbiFact; 7] = {
     ]
 };
 
+/// um-drivers/mconsole_user: the packets of the management console, its
+/// command table and the request the kernel half hands over (mconsole.h).
+mod mconsole_facts {
+    use super::*;
+    use crate::abi::um_drivers::mconsole_user::{
+        McRequest, MconsoleCommand, MconsoleNotify, MconsoleReply, MconsoleRequest,
+    };
+
+    pub(super) const REQUEST: [AbiFact; 6] = struct_facts!(
+        MconsoleRequest,
+        "struct mconsole_request",
+        [magic, version, len, data]
+    );
+    pub(super) const REPLY: [AbiFact; 6] = struct_facts!(
+        MconsoleReply,
+        "struct mconsole_reply",
+        [err, more, len, data]
+    );
+    const NOTIFY: &str = "struct mconsole_notify";
+    pub(super) const NOTIFY_FACTS: [AbiFact; 7] = [
+        AbiFact::Size {
+            c_type: NOTIFY,
+            value: size_of::<MconsoleNotify>(),
+        },
+        AbiFact::Align {
+            c_type: NOTIFY,
+            value: align_of::<MconsoleNotify>(),
+        },
+        field(NOTIFY, "magic", offset_of!(MconsoleNotify, magic)),
+        field(NOTIFY, "version", offset_of!(MconsoleNotify, version)),
+        // The field is `type`, an enum: an int.
+        field(NOTIFY, "type", offset_of!(MconsoleNotify, kind)),
+        field(NOTIFY, "len", offset_of!(MconsoleNotify, len)),
+        field(NOTIFY, "data", offset_of!(MconsoleNotify, data)),
+    ];
+    pub(super) const COMMAND: [AbiFact; 5] = struct_facts!(
+        MconsoleCommand,
+        "struct mconsole_command",
+        [command, handler, context]
+    );
+    pub(super) const MC_REQUEST: [AbiFact; 10] = struct_facts!(
+        McRequest,
+        "struct mc_request",
+        [
+            len,
+            as_interrupt,
+            originating_fd,
+            originlen,
+            origin,
+            request,
+            cmd,
+            regs
+        ]
+    );
+    const fn field_size(c_type: &'static str, field: &'static str, value: usize) -> AbiFact {
+        AbiFact::FieldSize {
+            c_type,
+            field,
+            value,
+        }
+    }
+    pub(super) const FIELD_SIZES: [AbiFact; 4] = [
+        field_size("struct mconsole_request", "data", 512),
+        field_size(NOTIFY, "type", size_of::<core::ffi::c_int>()),
+        field_size(
+            "struct mconsole_command",
+            "context",
+            size_of::<core::ffi::c_int>(),
+        ),
+        field_size(
+            "struct mc_request",
+            "origin",
+            crate::host::mconsole::ORIGIN_LEN,
+        ),
+    ];
+}
+
+const MCONSOLE_CONSTANTS: [AbiFact; 9] = {
+    use crate::abi::um_drivers::mconsole_user::{MCONSOLE_INTR, MCONSOLE_PROC};
+    use crate::host::mconsole::{self as mc, notify_type};
+    [
+        konst("MCONSOLE_MAGIC", mc::MCONSOLE_MAGIC as i64),
+        konst("MCONSOLE_MAX_DATA", mc::MCONSOLE_MAX_DATA as i64),
+        konst("MCONSOLE_VERSION", mc::MCONSOLE_VERSION as i64),
+        konst("MCONSOLE_SOCKET", notify_type::SOCKET as i64),
+        konst("MCONSOLE_PANIC", notify_type::PANIC as i64),
+        konst("MCONSOLE_HANG", notify_type::HANG as i64),
+        konst("MCONSOLE_USER_NOTIFY", notify_type::USER_NOTIFY as i64),
+        konst("MCONSOLE_INTR", MCONSOLE_INTR as i64),
+        konst("MCONSOLE_PROC", MCONSOLE_PROC as i64),
+    ]
+};
+
 /// Every fact checked by the ABI guard.
 pub fn abi_facts() -> Vec<AbiFact> {
     let mut facts = Vec::new();
@@ -607,6 +702,13 @@ pub fn abi_facts() -> Vec<AbiFact> {
     facts.extend_from_slice(&UBD_DESC);
     facts.extend_from_slice(&UBD_REQ);
     facts.extend_from_slice(&UBD_CONSTANTS);
+    facts.extend_from_slice(&mconsole_facts::REQUEST);
+    facts.extend_from_slice(&mconsole_facts::REPLY);
+    facts.extend_from_slice(&mconsole_facts::NOTIFY_FACTS);
+    facts.extend_from_slice(&mconsole_facts::COMMAND);
+    facts.extend_from_slice(&mconsole_facts::MC_REQUEST);
+    facts.extend_from_slice(&mconsole_facts::FIELD_SIZES);
+    facts.extend_from_slice(&MCONSOLE_CONSTANTS);
     facts
 }
 
@@ -726,6 +828,34 @@ mod tests {
         assert!(c.contains("#include <net_user.h>"));
         assert!(c.contains("offsetof(struct net_user_info, mtu) == 52"));
         assert!(c.contains("(ETH_HEADER_OTHER) == 26LL"));
+    }
+
+    #[test]
+    fn mconsole_structs_match_x86_64_c_layout() {
+        use crate::abi::um_drivers::mconsole_user::{
+            McRequest, MconsoleCommand, MconsoleNotify, MconsoleReply, MconsoleRequest,
+        };
+        // What gcc gives mconsole.h on x86_64 (the guard built against the
+        // 6.12 headers agrees).
+        assert_eq!(size_of::<MconsoleRequest>(), 524);
+        assert_eq!(size_of::<MconsoleReply>(), 524);
+        assert_eq!(size_of::<MconsoleNotify>(), 528);
+        assert_eq!(offset_of!(MconsoleNotify, kind), 8);
+        assert_eq!(size_of::<MconsoleCommand>(), 24);
+        assert_eq!(offset_of!(MconsoleCommand, context), 16);
+        assert_eq!(offset_of!(McRequest, origin), 16);
+        assert_eq!(offset_of!(McRequest, request), 144);
+        assert_eq!(offset_of!(McRequest, cmd), 672);
+        assert_eq!(offset_of!(McRequest, regs), 680);
+        assert_eq!(size_of::<McRequest>(), 3632);
+        let c = render_guard_c(&abi_facts());
+        let (ubd, mconsole) = (
+            c.find("#include <ubd.h>").unwrap(),
+            c.find("#include <mconsole.h>").unwrap(),
+        );
+        assert!(ubd < mconsole, "mconsole.h (which defines u32) comes last");
+        assert!(c.contains("offsetof(struct mconsole_notify, type) == 8"));
+        assert!(c.contains("(MCONSOLE_MAGIC) == 3405691582LL"));
     }
 
     #[test]

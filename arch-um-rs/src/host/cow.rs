@@ -874,8 +874,8 @@ pub fn init_cow_file(
 }
 
 // The properties the unit tests and the fuzz target (fuzz/) check; test
-// code, so never in a kernel.
-#[cfg(not(feature = "kernel"))]
+// code, so never in a kernel (but in the unit tests of any build).
+#[cfg(any(test, not(feature = "kernel")))]
 pub mod properties;
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,7 @@
 //!   only built into a kernel that has the driver.
 
 pub mod cow_user;
+pub mod mconsole_user;
 pub mod ubd;
 #[cfg(all(feature = "kernel", feature = "os-um-drivers-ubd_user"))]
 pub mod ubd_user;
