@@ -630,3 +630,33 @@ proptest! {
         check_request_properties(&p);
     }
 }
+
+/// The fuzz target's corpus (fuzz/corpus/mconsole_request): seeds and any
+/// regression inputs saved there are checked on every `cargo test`.
+#[test]
+fn every_fuzz_corpus_file_has_the_request_properties() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/mconsole_request");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 6,
+        "{} files in {}",
+        files.len(),
+        dir.display()
+    );
+    for f in &files {
+        check_request_properties(&std::fs::read(f).unwrap());
+    }
+    let parse = |name: &str| {
+        parse_request(&std::fs::read(dir.join(name)).unwrap()).map(|r| r.command().name)
+    };
+    assert_eq!(parse("seed-version"), Ok(c"version"));
+    assert_eq!(parse("seed-proc-meminfo"), Ok(c"proc"));
+    assert_eq!(parse("seed-config-ubd"), Ok(c"config"));
+    assert!(parse("seed-bad-magic").is_err());
+    assert!(parse("seed-truncated").is_err());
+}
