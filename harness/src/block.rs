@@ -36,7 +36,8 @@
 //! * `host_ubd_flags`: while the kernel runs, the host's view of its files:
 //!   the `s` image's fd is `O_SYNC` (`/proc/<pid>/fdinfo`), the others' not,
 //!   the `r` one's read-only; `/proc/locks` has a POSIX lock by the kernel
-//!   on every image but the `c` one (READ for `r`, else WRITE); a second
+//!   on every image but the `c` one (READ for `r` and a COW backing file,
+//!   else WRITE); a second
 //!   kernel with `c` uses, at the same time, the image the first holds
 //!   locked and the one both share, taking no lock, and reads both intact;
 //!   `ubd4=FILE,,SERIAL` shows SERIAL in `/sys/block/ubde/serial`.
@@ -1836,6 +1837,9 @@ struct FlagImages {
     shared: PathBuf,
     ro: PathBuf,
     serial: PathBuf,
+    /// A COW pair (`cow,backing`), the COW file made at boot.
+    cow: PathBuf,
+    backing: PathBuf,
 }
 
 /// While the first kernel runs: O_SYNC on the `s` image's fd only, the `r`
@@ -1879,13 +1883,16 @@ fn check_open_flags(pid: i32, img: &FlagImages) -> Result<String> {
 }
 
 /// While the first kernel runs: a POSIX lock by it on each image it opened
-/// without `c` (READ for the `r` one, else WRITE), none on the `c` image.
+/// without `c` (READ for the `r` one and a COW pair's backing file, else
+/// WRITE), none on the `c` image.
 fn check_first_locks(pid: i32, img: &FlagImages) -> Result<()> {
     for (path, what, mode) in [
         (&img.sync, "the s image", "WRITE"),
         (&img.plain, "the plain image", "WRITE"),
         (&img.ro, "the r image", "READ"),
         (&img.serial, "the serial image", "WRITE"),
+        (&img.cow, "the COW file", "WRITE"),
+        (&img.backing, "the backing file", "READ"),
     ] {
         let locks = host_locks(path)?;
         let want = HostLock {
@@ -1924,17 +1931,27 @@ fn flags_case(ctx: &Ctx, kernel: &Path) -> Result<String> {
         shared: d.join("shared.img"),
         ro: d.join("ro.img"),
         serial: d.join("serial.img"),
+        cow: d.join("pair.cow"),
+        backing: d.join("backing.img"),
     };
-    for (k, p) in [&img.sync, &img.plain, &img.shared, &img.ro, &img.serial]
-        .into_iter()
-        .enumerate()
+    for (k, p) in [
+        &img.sync,
+        &img.plain,
+        &img.shared,
+        &img.ro,
+        &img.serial,
+        &img.backing,
+    ]
+    .into_iter()
+    .enumerate()
     {
         pattern_file(p, seed(base, k as u64), FLAGS_LEN)?;
     }
-    let untouched: Vec<(&PathBuf, Fingerprint)> = [&img.plain, &img.shared, &img.ro, &img.serial]
-        .into_iter()
-        .map(|p| Ok((p, Fingerprint::of(p)?)))
-        .collect::<Result<_>>()?;
+    let untouched: Vec<(&PathBuf, Fingerprint)> =
+        [&img.plain, &img.shared, &img.ro, &img.serial, &img.backing]
+            .into_iter()
+            .map(|p| Ok((p, Fingerprint::of(p)?)))
+            .collect::<Result<_>>()?;
     let write_seed = seed(base, 10);
     // Fresh per run, so that a serial left from elsewhere cannot pass.
     let serial = format!("UML-{:08x}", seed(base, 11) as u32);
@@ -1947,6 +1964,7 @@ fn flags_case(ctx: &Ctx, kernel: &Path) -> Result<String> {
             format!("ubd2c={}", img.shared.display()),
             format!("ubd3r={}", img.ro.display()),
             format!("ubd4={},,{serial}", img.serial.display()),
+            format!("ubd5={},{}", img.cow.display(), img.backing.display()),
         ],
         Some(&hostfs),
     );
@@ -2052,8 +2070,8 @@ fn flags_case(ctx: &Ctx, kernel: &Path) -> Result<String> {
         f.same(p, "after both kernels (they only read it)")?;
     }
     Ok(format!(
-        "{fd_fact}; POSIX locks by the kernel on the s, plain, r (READ) and serial images, \
-         none on the c image; a second kernel with c used the locked plain image and the \
+        "{fd_fact}; POSIX locks by the kernel on the s, plain, r (READ), serial and COW images \
+         and the backing file (READ), none on the c image; a second kernel with c used the locked plain image and the \
          shared one at the same time, taking no lock, and read both intact; \
          /sys/block/ubde/serial {serial:?} (ubda: {other_serial:?}); the s device's write \
          reached the file; the other images unchanged"
