@@ -66,9 +66,13 @@ pub fn read_migrated(path: &Path) -> Result<Vec<String>> {
 /// the drivers in `arch/um/drivers`.
 pub const UM_DRIVERS_DIR: &str = "arch/um/drivers/";
 
+/// Where MIGRATED's `fs-hostfs/<file>` names live: hostfs's host half.
+pub const HOSTFS_DIR: &str = "fs/hostfs/";
+
 /// The objects of the C build that a MIGRATED name stands for: the
 /// os-Linux file of that name, the `arch/um/drivers` file for
-/// `um-drivers/<file>`, or for `stub` the two stub objects.
+/// `um-drivers/<file>`, the `fs/hostfs` one for `fs-hostfs/<file>`, or for
+/// `stub` the two stub objects.
 pub fn c_objects(name: &str) -> Vec<String> {
     if name == "stub" {
         vec![
@@ -77,6 +81,8 @@ pub fn c_objects(name: &str) -> Vec<String> {
         ]
     } else if let Some(file) = name.strip_prefix("um-drivers/") {
         vec![format!("{UM_DRIVERS_DIR}{file}.o")]
+    } else if let Some(file) = name.strip_prefix("fs-hostfs/") {
+        vec![format!("{HOSTFS_DIR}{file}.o")]
     } else {
         vec![format!("{OS_DIR}{name}.o")]
     }
@@ -628,6 +634,10 @@ mod tests {
         assert_eq!(
             c_objects("um-drivers/ubd_user"),
             ["arch/um/drivers/ubd_user.o"]
+        );
+        assert_eq!(
+            c_objects("fs-hostfs/hostfs_user"),
+            ["fs/hostfs/hostfs_user.o"]
         );
         assert_eq!(c_objects("stub").len(), 2);
     }
