@@ -495,6 +495,8 @@ pub const C_HEADERS: &[&str] = &[
     "net_user.h",
     // arch/um/drivers, on the guard's include path since patch 0011.
     "ubd.h",
+    // fs/hostfs, on the guard's include path since patch 0017.
+    "hostfs.h",
     // Last: with __UM_HOST__ it defines u32 as a macro.
     "mconsole.h",
 ];
@@ -684,6 +686,87 @@ const MCONSOLE_CONSTANTS: [AbiFact; 9] = {
     ]
 };
 
+// ---- fs-hostfs/hostfs_user (os-fs-hostfs-hostfs_user) ----------------------
+// hostfs.h lives in fs/hostfs, on the guard's include path since kernel
+// patch 0017; the unit test `hostfs_structs_match_x86_64_c_layout` also pins
+// the layouts gcc gives the 6.12 header on x86_64.
+
+/// fs-hostfs/hostfs_user: the structures of hostfs.h and its attribute bits.
+mod hostfs_facts {
+    use super::*;
+    use crate::abi::fs_hostfs::hostfs_user::{self as hu, HostfsIattr, HostfsStat, HostfsTimespec};
+
+    const fn field_size(c_type: &'static str, field: &'static str, value: usize) -> AbiFact {
+        AbiFact::FieldSize {
+            c_type,
+            field,
+            value,
+        }
+    }
+
+    pub(super) const TIMESPEC: [AbiFact; 4] =
+        struct_facts!(HostfsTimespec, "struct hostfs_timespec", [tv_sec, tv_nsec]);
+    pub(super) const IATTR: [AbiFact; 10] = struct_facts!(
+        HostfsIattr,
+        "struct hostfs_iattr",
+        [
+            ia_valid, ia_mode, ia_uid, ia_gid, ia_size, ia_atime, ia_mtime, ia_ctime
+        ]
+    );
+    pub(super) const STAT: [AbiFact; 14] = struct_facts!(
+        HostfsStat,
+        "struct hostfs_stat",
+        [
+            ino, mode, nlink, uid, gid, size, atime, mtime, ctime, btime, blksize, blocks
+        ]
+    );
+    const ST: &str = "struct hostfs_stat";
+    const IA: &str = "struct hostfs_iattr";
+    pub(super) const STAT_DEVS: [AbiFact; 4] = [
+        field(ST, "rdev.maj", offset_of!(HostfsStat, rdev.maj)),
+        field(ST, "rdev.min", offset_of!(HostfsStat, rdev.min)),
+        field(ST, "dev.maj", offset_of!(HostfsStat, dev.maj)),
+        field(ST, "dev.min", offset_of!(HostfsStat, dev.min)),
+    ];
+    pub(super) const FIELD_SIZES: [AbiFact; 9] = [
+        field_size(IA, "ia_mode", size_of::<core::ffi::c_ushort>()),
+        field_size(IA, "ia_uid", size_of::<libc::uid_t>()),
+        field_size(IA, "ia_gid", size_of::<libc::gid_t>()),
+        field_size(IA, "ia_size", size_of::<i64>()),
+        field_size(ST, "ino", size_of::<u64>()),
+        field_size(ST, "size", size_of::<u64>()),
+        field_size(ST, "blocks", size_of::<u64>()),
+        field_size(ST, "rdev", size_of::<hu::HostfsDevNum>()),
+        field_size(ST, "dev", size_of::<hu::HostfsDevNum>()),
+    ];
+    pub(super) const CONSTANTS: [AbiFact; 11] = [
+        konst("HOSTFS_ATTR_MODE", hu::HOSTFS_ATTR_MODE as i64),
+        konst("HOSTFS_ATTR_UID", hu::HOSTFS_ATTR_UID as i64),
+        konst("HOSTFS_ATTR_GID", hu::HOSTFS_ATTR_GID as i64),
+        konst("HOSTFS_ATTR_SIZE", hu::HOSTFS_ATTR_SIZE as i64),
+        konst("HOSTFS_ATTR_ATIME", hu::HOSTFS_ATTR_ATIME as i64),
+        konst("HOSTFS_ATTR_MTIME", hu::HOSTFS_ATTR_MTIME as i64),
+        konst("HOSTFS_ATTR_CTIME", hu::HOSTFS_ATTR_CTIME as i64),
+        konst("HOSTFS_ATTR_ATIME_SET", hu::HOSTFS_ATTR_ATIME_SET as i64),
+        konst("HOSTFS_ATTR_MTIME_SET", hu::HOSTFS_ATTR_MTIME_SET as i64),
+        konst("HOSTFS_ATTR_FORCE", hu::HOSTFS_ATTR_FORCE as i64),
+        konst("HOSTFS_ATTR_ATTR_FLAG", hu::HOSTFS_ATTR_ATTR_FLAG as i64),
+    ];
+}
+
+/// Every hostfs.h fact (see above: not yet in [`abi_facts`]).
+pub fn hostfs_facts() -> Vec<AbiFact> {
+    let mut facts = Vec::new();
+    facts.extend_from_slice(&hostfs_facts::TIMESPEC);
+    facts.extend_from_slice(&hostfs_facts::IATTR);
+    facts.extend_from_slice(&hostfs_facts::STAT);
+    facts.extend_from_slice(&hostfs_facts::STAT_DEVS);
+    facts.extend_from_slice(&hostfs_facts::FIELD_SIZES);
+    facts.extend_from_slice(&hostfs_facts::CONSTANTS);
+    facts
+}
+// ---- end fs-hostfs/hostfs_user ------------------------------------------------
+
 /// Every fact checked by the ABI guard.
 pub fn abi_facts() -> Vec<AbiFact> {
     let mut facts = Vec::new();
@@ -709,6 +792,7 @@ pub fn abi_facts() -> Vec<AbiFact> {
     facts.extend_from_slice(&mconsole_facts::MC_REQUEST);
     facts.extend_from_slice(&mconsole_facts::FIELD_SIZES);
     facts.extend_from_slice(&MCONSOLE_CONSTANTS);
+    facts.extend(hostfs_facts());
     facts
 }
 
@@ -856,6 +940,34 @@ mod tests {
         assert!(ubd < mconsole, "mconsole.h (which defines u32) comes last");
         assert!(c.contains("offsetof(struct mconsole_notify, type) == 8"));
         assert!(c.contains("(MCONSOLE_MAGIC) == 3405691582LL"));
+    }
+
+    #[test]
+    fn hostfs_structs_match_x86_64_c_layout() {
+        use crate::abi::fs_hostfs::hostfs_user::{HostfsIattr, HostfsStat, HostfsTimespec};
+        // What gcc gives fs/hostfs/hostfs.h on x86_64 (checked against the
+        // 6.12 header with the guard's flags).
+        assert_eq!(size_of::<HostfsTimespec>(), 16);
+        assert_eq!(size_of::<HostfsIattr>(), 72);
+        assert_eq!(offset_of!(HostfsIattr, ia_mode), 4);
+        assert_eq!(offset_of!(HostfsIattr, ia_uid), 8);
+        assert_eq!(offset_of!(HostfsIattr, ia_size), 16);
+        assert_eq!(offset_of!(HostfsIattr, ia_atime), 24);
+        assert_eq!(offset_of!(HostfsIattr, ia_ctime), 56);
+        assert_eq!(size_of::<HostfsStat>(), 128);
+        assert_eq!(offset_of!(HostfsStat, size), 24);
+        assert_eq!(offset_of!(HostfsStat, atime), 32);
+        assert_eq!(offset_of!(HostfsStat, btime), 80);
+        assert_eq!(offset_of!(HostfsStat, blksize), 96);
+        assert_eq!(offset_of!(HostfsStat, blocks), 104);
+        assert_eq!(offset_of!(HostfsStat, rdev.min), 116);
+        assert_eq!(offset_of!(HostfsStat, dev.maj), 120);
+        let facts = hostfs_facts();
+        let c = render_guard_c(&facts);
+        assert!(c.contains("offsetof(struct hostfs_stat, rdev.min) == 116"));
+        assert!(c.contains("sizeof((((struct hostfs_iattr *)0)->ia_mode)) == 2"));
+        assert!(c.contains("(HOSTFS_ATTR_MTIME_SET) == 256LL"));
+        assert_eq!(facts.len(), 52);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod drivers;
 pub mod execvp;
 pub mod file;
+pub mod fs_hostfs;
 pub mod helper;
 pub mod irq;
 pub mod layout;

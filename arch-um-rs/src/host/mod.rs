@@ -7,6 +7,7 @@ pub mod exec;
 pub mod file;
 pub mod helper;
 pub mod hostcheck;
+pub mod hostfs;
 pub mod mconsole;
 pub mod physmem;
 pub mod procstat;
