@@ -152,14 +152,14 @@ pub fn run(case: &Case, ctx: &Ctx, kernel: &Path) -> Result<String> {
 }
 
 /// Prefix of the payloads' result lines.
-const MARK: &str = "@@BLK";
+pub(crate) const MARK: &str = "@@BLK";
 /// Put before every payload: stop at the first failing command, and `m`
 /// prints a result line (`m step NAME` names the step under way).
-const PRELUDE: &str = "set -e; m() { echo \"@@BLK $*\"; }; ";
+pub(crate) const PRELUDE: &str = "set -e; m() { echo \"@@BLK $*\"; }; ";
 /// Boot plus payload, per boot.
 const BOOT_LIMIT: Duration = Duration::from_secs(60);
 /// How long the host waits for the guest to reach a step.
-const STEP_LIMIT: Duration = Duration::from_secs(30);
+pub(crate) const STEP_LIMIT: Duration = Duration::from_secs(30);
 /// Console lines quoted with a failure.
 const TAIL: usize = 30;
 /// Size of the ext4 images.
@@ -177,7 +177,7 @@ const EOPNOTSUPP_TEXT: &str = "Operation not supported";
 
 /// A base seed, fresh for every case run, so that data left by an earlier
 /// run can never pass.
-fn fresh_seed() -> u64 {
+pub(crate) fn fresh_seed() -> u64 {
     let t = SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -187,11 +187,11 @@ fn fresh_seed() -> u64 {
 }
 
 /// Seed `k` derived from `base` (independent streams, not shifted copies).
-fn seed(base: u64, k: u64) -> u64 {
+pub(crate) fn seed(base: u64, k: u64) -> u64 {
     pattern::word(base, k)
 }
 
-fn sha256_hex(b: &[u8]) -> String {
+pub(crate) fn sha256_hex(b: &[u8]) -> String {
     crate::kernel_src::hex(&Sha256::digest(b))
 }
 
@@ -219,14 +219,14 @@ fn allocated(path: &Path) -> Result<u64> {
 
 /// What must not change in a file the guest may only read.
 #[derive(Debug, PartialEq, Eq)]
-struct Fingerprint {
+pub(crate) struct Fingerprint {
     sha256: String,
     len: u64,
     mtime: SystemTime,
 }
 
 impl Fingerprint {
-    fn of(path: &Path) -> Result<Fingerprint> {
+    pub(crate) fn of(path: &Path) -> Result<Fingerprint> {
         let m = fs::metadata(path).with_context(|| format!("stat {}", path.display()))?;
         Ok(Fingerprint {
             sha256: sha256_file(path)?,
@@ -236,7 +236,7 @@ impl Fingerprint {
     }
 
     /// Fails if `path` no longer matches.
-    fn same(&self, path: &Path, when: &str) -> Result<()> {
+    pub(crate) fn same(&self, path: &Path, when: &str) -> Result<()> {
         let now = Fingerprint::of(path)?;
         if now.sha256 != self.sha256 || now.len != self.len {
             bail!(
@@ -261,7 +261,7 @@ impl Fingerprint {
 }
 
 /// A sparse file of `size` bytes.
-fn sparse_file(path: &Path, size: u64) -> Result<()> {
+pub(crate) fn sparse_file(path: &Path, size: u64) -> Result<()> {
     let f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     f.set_len(size)
         .with_context(|| format!("sizing {}", path.display()))
@@ -275,7 +275,7 @@ fn pattern_file(path: &Path, seed: u64, len: usize) -> Result<()> {
 
 /// Where `got` first differs from the pattern for `seed` (`len` bytes
 /// expected), as a sentence; None if it matches.
-fn pattern_mismatch(got: &[u8], seed: u64, len: usize) -> Option<String> {
+pub(crate) fn pattern_mismatch(got: &[u8], seed: u64, len: usize) -> Option<String> {
     if let Some(i) = pattern::first_mismatch(seed, 0, &got[..got.len().min(len)]) {
         return Some(format!("differs from the pattern at byte {i}"));
     }
@@ -305,7 +305,7 @@ fn host_tool(prog: &str, args: &[&OsStr], package: &str) -> Result<Output> {
 
 /// A host-made ext4 file system of [`FS_SIZE`] in `image`, holding the
 /// files of `src`.
-fn host_mkfs(image: &Path, src: &Path) -> Result<()> {
+pub(crate) fn host_mkfs(image: &Path, src: &Path) -> Result<()> {
     host_tool(
         "mkfs.ext4",
         &[
@@ -324,7 +324,7 @@ fn host_mkfs(image: &Path, src: &Path) -> Result<()> {
 }
 
 /// `e2fsck -f -n` on the host must find `image` clean; returns its summary.
-fn host_fsck(image: &Path) -> Result<String> {
+pub(crate) fn host_fsck(image: &Path) -> Result<String> {
     let out = host_tool(
         "e2fsck",
         &["-f".as_ref(), "-n".as_ref(), image.as_os_str()],
@@ -341,7 +341,7 @@ fn host_fsck(image: &Path) -> Result<String> {
 
 /// The bytes of `path` in the ext4 file system in `image`, read by the
 /// host's debugfs.
-fn debugfs_cat(image: &Path, path: &str) -> Result<Vec<u8>> {
+pub(crate) fn debugfs_cat(image: &Path, path: &str) -> Result<Vec<u8>> {
     let out = host_tool(
         "debugfs",
         &[
@@ -381,7 +381,7 @@ fn check_host_file(image: &Path, path: &str, want: &[u8]) -> Result<()> {
 
 /// Tells a waiting guest (`uml-guest wait-file /host/NAME`) to go on: the
 /// file appears atomically in the hostfs directory.
-fn release(hostfs: &Path, name: &str) -> Result<()> {
+pub(crate) fn release(hostfs: &Path, name: &str) -> Result<()> {
     let tmp = hostfs.join(format!(".{name}.tmp"));
     fs::write(&tmp, name).with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, hostfs.join(name)).with_context(|| format!("creating {name}"))
@@ -389,7 +389,7 @@ fn release(hostfs: &Path, name: &str) -> Result<()> {
 
 /// The rest of the first console line with `@@BLK <key>` (followed by a
 /// space or the line's end), trimmed.
-fn mark_line(console: &str, key: &str) -> Option<String> {
+pub(crate) fn mark_line(console: &str, key: &str) -> Option<String> {
     let needle = format!("{MARK} {key}");
     console.lines().find_map(|l| {
         let i = l.find(&needle)?;
@@ -434,7 +434,7 @@ fn last_step(console: &str) -> String {
         .map_or("before its first step".into(), |s| format!("at step `{s}`"))
 }
 
-fn quote(console: &str) -> String {
+pub(crate) fn quote(console: &str) -> String {
     format!(
         "--- last {TAIL} console lines ---\n{}",
         boot::tail(console, TAIL)
@@ -443,7 +443,12 @@ fn quote(console: &str) -> String {
 
 /// A boot of `kernel` running `script` (after [`PRELUDE`]) with `args` on
 /// the kernel command line and, if given, `hostfs` mounted on /host.
-fn spec(kernel: &Path, script: &str, args: &[String], hostfs: Option<&Path>) -> BootSpec {
+pub(crate) fn spec(
+    kernel: &Path,
+    script: &str,
+    args: &[String],
+    hostfs: Option<&Path>,
+) -> BootSpec {
     let cmd = vec!["/bin/sh".into(), "-c".into(), format!("{PRELUDE}{script}")];
     let mut s = BootSpec::new(kernel.to_path_buf(), cmd);
     // `quiet`, but with the kernel's warnings (level 4) on the console, so
@@ -457,7 +462,7 @@ fn spec(kernel: &Path, script: &str, args: &[String], hostfs: Option<&Path>) -> 
 
 /// Fails, naming the step and quoting the console, unless the payload
 /// exited 0 and the kernel reported no WARNING, BUG or Oops.
-fn exited_ok(out: &boot::BootOutcome) -> Result<()> {
+pub(crate) fn exited_ok(out: &boot::BootOutcome) -> Result<()> {
     if out.exit_code != 0 {
         bail!(
             "the payload failed {} (exit status {})\n{}",
@@ -499,7 +504,7 @@ fn workdir() -> Result<tempfile::TempDir> {
         .context("creating a temporary directory")
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
@@ -1704,12 +1709,12 @@ fn host_locks(path: &Path) -> Result<Vec<HostLock>> {
 
 /// Put at the end of a payload: how many kernel WARNINGs and BUGs the
 /// kernel logged, and the first one (`quiet` keeps them off the console).
-const KWARN: &str = "m kwarn $(dmesg | grep -c -e 'WARNING:' -e 'BUG:') \
+pub(crate) const KWARN: &str = "m kwarn $(dmesg | grep -c -e 'WARNING:' -e 'BUG:') \
                      $(dmesg | grep -m1 -e 'WARNING:' -e 'BUG:'); ";
 
 /// Fails, quoting the first, if the payload's [`KWARN`] line counts any
 /// kernel WARNING or BUG (or is missing).
-fn no_kernel_warnings(console: &str, boot: &str) -> Result<()> {
+pub(crate) fn no_kernel_warnings(console: &str, boot: &str) -> Result<()> {
     let line = mark_line(console, "kwarn")
         .with_context(|| format!("{boot}: no `{MARK} kwarn` line\n{}", quote(console)))?;
     let mut words = line.splitn(2, ' ');

@@ -15,6 +15,7 @@ mod initramfs;
 mod kbuild;
 mod kernel_src;
 mod kunit;
+mod mconsole;
 mod net;
 mod paths;
 mod physmem;

@@ -32,9 +32,13 @@
 //!    describes it: ext4, COW files, read-only devices, odd sizes, TRIM,
 //!    hot-plug, host I/O errors, sync before halt (`host_ubd_*`, see
 //!    [`crate::block`]).
+//! 8. Five short boots check the management console as the UML HOWTO
+//!    describes it: every command through `uml_mconsole`, notifications,
+//!    the datagram protocol with malformed packets, requests from another uid
+//!    (`host_mconsole_*`, see [`crate::mconsole`]).
 //!
 //! With `--only PREFIX`, the main boot (steps 1 to 4) is skipped and only the
-//! cases of steps 5 to 7 whose names start with a PREFIX run.
+//! cases of steps 5 to 8 whose names start with a PREFIX run.
 //!
 //! The console is echoed live. After each kernel one KTAP v1 stream reports
 //! the guest's own cases (parsed from the console) and the host checks;
@@ -52,6 +56,7 @@ use anyhow::{Context, Result, bail};
 use crate::block;
 use crate::boot::{self, BootSpec, Guest};
 use crate::cli::TestArgs;
+use crate::mconsole;
 use crate::net;
 use crate::paths::Ctx;
 use crate::physmem;
@@ -739,6 +744,17 @@ fn test_kernel(ctx: &Ctx, os: &str, only: &[String]) -> (String, Report) {
     for case in block::CASES {
         if want(case.name) {
             add_host_case(&mut host, case.name, block::run(case, ctx, &kernel));
+        }
+    }
+    // The management console as the UML HOWTO describes it, on real boots.
+    if mconsole::names().any(&want) {
+        for (name, result) in mconsole::run_cases(ctx, &kernel, &want) {
+            let result = if os == "c" {
+                mconsole::c_layer_verdict(name, result)
+            } else {
+                result
+            };
+            add_host_case(&mut host, name, result);
         }
     }
     rep.cases.append(&mut host.cases);

@@ -112,7 +112,11 @@ pub const COMMANDS: [Command; 13] = [
     cmd(c"go", Context::Intr),
     cmd(c"log", Context::Intr),
     cmd(c"proc", Context::Proc),
-    cmd(c"stack", Context::Intr),
+    // MCONSOLE_INTR in the C: show_stack() refuses to walk a stack from the
+    // signal stack, which the SIGIO handler runs on whenever the request
+    // interrupted the guest ("Received SIGSEGV in SIGSEGV handler"); in
+    // process context it always can.
+    cmd(c"stack", Context::Proc),
 ];
 
 /// The bytes of `data` up to its first NUL: the string C code sees.
@@ -631,6 +635,66 @@ pub fn send_to(fd: RawFd, bytes: &[u8], origin: &[u8], flags: c_int) -> Result<u
         Err(Errno::last())
     } else {
         Ok(n as usize)
+    }
+}
+
+/// A point on the monotonic clock.
+pub struct Deadline(libc::timespec);
+
+impl Deadline {
+    fn now() -> libc::timespec {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a writable timespec; CLOCK_MONOTONIC always exists.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+        ts
+    }
+
+    /// `d` from now.
+    pub fn after(d: core::time::Duration) -> Self {
+        let now = Self::now();
+        let mut sec = now.tv_sec + d.as_secs() as libc::time_t;
+        let mut nsec = now.tv_nsec + d.subsec_nanos() as libc::c_long;
+        if nsec >= 1_000_000_000 {
+            sec += 1;
+            nsec -= 1_000_000_000;
+        }
+        Deadline(libc::timespec {
+            tv_sec: sec,
+            tv_nsec: nsec,
+        })
+    }
+
+    pub fn passed(&self) -> bool {
+        let now = Self::now();
+        (now.tv_sec, now.tv_nsec) >= (self.0.tv_sec, self.0.tv_nsec)
+    }
+}
+
+/// [`send_to`], but when the receiver's queue is full (`EAGAIN` on our
+/// non-blocking socket) and `flags` does not say `MSG_DONTWAIT`, sends
+/// again every 200 µs until `deadline`.
+pub fn send_to_patiently(
+    fd: RawFd,
+    bytes: &[u8],
+    origin: &[u8],
+    flags: c_int,
+    deadline: &Deadline,
+) -> Result<usize> {
+    loop {
+        match send_to(fd, bytes, origin, flags) {
+            Err(Errno::EAGAIN) if flags & libc::MSG_DONTWAIT == 0 && !deadline.passed() => {
+                let pause = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 200_000,
+                };
+                // SAFETY: a valid timespec; an interrupted sleep just ends early.
+                unsafe { libc::nanosleep(&raw const pause, core::ptr::null_mut()) };
+            }
+            r => return r,
+        }
     }
 }
 

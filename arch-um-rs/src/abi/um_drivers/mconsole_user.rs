@@ -288,16 +288,27 @@ fn origin(req: &McRequest) -> &[u8] {
 
 /// Sends `text` as the reply to `req`: 0, or the negative errno of the
 /// first packet that could not be sent.
+///
+/// The console's socket is non-blocking, and a client's socket queues only
+/// `net.unix.max_dgram_qlen` (10) datagrams: the C dropped the rest of a
+/// longer reply, its end included, and `uml_mconsole` waited forever. A
+/// packet the client's queue has no room for is sent again until it fits,
+/// for at most [`REPLY_PATIENCE`] in all.
 fn send_reply(req: &McRequest, text: &[u8], err: u32, more: u32, flags: c_int) -> c_int {
     let mut buf = [0u8; PACKET_LEN];
+    let deadline = mc::Deadline::after(REPLY_PATIENCE);
     for packet in mc::reply_packets(text, err, more) {
         let bytes = packet.encode(&mut buf);
-        if let Err(e) = mc::send_to(req.originating_fd, bytes, origin(req), flags) {
+        let sent = mc::send_to_patiently(req.originating_fd, bytes, origin(req), flags, &deadline);
+        if let Err(e) = sent {
             return -(e as c_int);
         }
     }
     0
 }
+
+/// How long one reply may wait for a slow client to make room.
+const REPLY_PATIENCE: core::time::Duration = core::time::Duration::from_secs(2);
 
 /// Answers a refused or malformed datagram with one error packet (raw
 /// text for a version-0 client). Send errors are ignored, as in C.
