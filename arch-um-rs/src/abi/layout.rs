@@ -495,6 +495,9 @@ pub const C_HEADERS: &[&str] = &[
     "net_user.h",
     // arch/um/drivers, on the guard's include path since patch 0011.
     "ubd.h",
+    // um-drivers/chan_user and the channel types: struct chan_ops and
+    // struct chan_opts.
+    "chan_user.h",
     // fs/hostfs, on the guard's include path since patch 0017.
     "hostfs.h",
     // Last: with __UM_HOST__ it defines u32 as a macro.
@@ -767,6 +770,53 @@ pub fn hostfs_facts() -> Vec<AbiFact> {
 }
 // ---- end fs-hostfs/hostfs_user ------------------------------------------------
 
+// ---- um-drivers/chan_user and the channel types ----------------------------
+
+/// um-drivers/chan_user, fd, null, pty, tty, xterm, port_user: the
+/// operation table every channel type exports (`fd_ops`, ...) and the
+/// options a line passes to a channel's `init` (chan_user.h).
+mod chan_facts {
+    use super::*;
+    use crate::abi::um_drivers::chan_user::{ChanOps, ChanOpts};
+
+    pub(super) const OPTS: [AbiFact; 5] =
+        struct_facts!(ChanOpts, "struct chan_opts", [announce, xterm_title, raw]);
+    const OPS: &str = "struct chan_ops";
+    pub(super) const OPS_FACTS: [AbiFact; 12] = [
+        AbiFact::Size {
+            c_type: OPS,
+            value: size_of::<ChanOps>(),
+        },
+        AbiFact::Align {
+            c_type: OPS,
+            value: align_of::<ChanOps>(),
+        },
+        // The field is `type`.
+        field(OPS, "type", offset_of!(ChanOps, kind)),
+        field(OPS, "init", offset_of!(ChanOps, init)),
+        field(OPS, "open", offset_of!(ChanOps, open)),
+        field(OPS, "close", offset_of!(ChanOps, close)),
+        field(OPS, "read", offset_of!(ChanOps, read)),
+        field(OPS, "write", offset_of!(ChanOps, write)),
+        field(OPS, "console_write", offset_of!(ChanOps, console_write)),
+        field(OPS, "window_size", offset_of!(ChanOps, window_size)),
+        field(OPS, "free", offset_of!(ChanOps, free)),
+        field(OPS, "winch", offset_of!(ChanOps, winch)),
+    ];
+    pub(super) const FIELD_SIZES: [AbiFact; 2] = [
+        AbiFact::FieldSize {
+            c_type: OPS,
+            field: "winch",
+            value: size_of::<core::ffi::c_int>(),
+        },
+        AbiFact::FieldSize {
+            c_type: "struct chan_opts",
+            field: "raw",
+            value: size_of::<core::ffi::c_int>(),
+        },
+    ];
+}
+
 /// Every fact checked by the ABI guard.
 pub fn abi_facts() -> Vec<AbiFact> {
     let mut facts = Vec::new();
@@ -792,6 +842,9 @@ pub fn abi_facts() -> Vec<AbiFact> {
     facts.extend_from_slice(&mconsole_facts::MC_REQUEST);
     facts.extend_from_slice(&mconsole_facts::FIELD_SIZES);
     facts.extend_from_slice(&MCONSOLE_CONSTANTS);
+    facts.extend_from_slice(&chan_facts::OPTS);
+    facts.extend_from_slice(&chan_facts::OPS_FACTS);
+    facts.extend_from_slice(&chan_facts::FIELD_SIZES);
     facts.extend(hostfs_facts());
     facts
 }
@@ -968,6 +1021,23 @@ mod tests {
         assert!(c.contains("sizeof((((struct hostfs_iattr *)0)->ia_mode)) == 2"));
         assert!(c.contains("(HOSTFS_ATTR_MTIME_SET) == 256LL"));
         assert_eq!(facts.len(), 52);
+    }
+
+    #[test]
+    fn chan_structs_match_x86_64_c_layout() {
+        use crate::abi::um_drivers::chan_user::{ChanOps, ChanOpts};
+        // What gcc gives chan_user.h on x86_64: three words, and nine
+        // pointers and an int.
+        assert_eq!(size_of::<ChanOpts>(), 24);
+        assert_eq!(offset_of!(ChanOpts, raw), 16);
+        assert_eq!(size_of::<ChanOps>(), 80);
+        assert_eq!(offset_of!(ChanOps, console_write), 48);
+        assert_eq!(offset_of!(ChanOps, winch), 72);
+        let c = render_guard_c(&abi_facts());
+        assert!(c.contains("#include <chan_user.h>"));
+        assert!(c.find("#include <chan_user.h>") < c.find("#include <mconsole.h>"));
+        assert!(c.contains("offsetof(struct chan_ops, type) == 0"));
+        assert!(c.contains("offsetof(struct chan_ops, winch) == 72"));
     }
 
     #[test]
