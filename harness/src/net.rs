@@ -29,6 +29,34 @@ use crate::paths::Ctx;
 
 /// The case's name in the suite.
 pub const CASE: &str = "host_net_tuntap";
+/// The vector driver's `tap` transport, through a host tap.
+pub const VECTOR_TAP_CASE: &str = "host_net_vector_tap";
+
+/// How the guest reaches the host's tap: the kernel argument for tap
+/// device `tap`, and the guest's interface.
+#[derive(Clone, Copy)]
+pub enum TapDriver {
+    /// The legacy network driver, `eth0=tuntap,TAP`.
+    Tuntap,
+    /// The vector driver, `vec0:transport=tap,ifname=TAP`.
+    VectorTap,
+}
+
+impl TapDriver {
+    fn kernel_arg(self, tap: &str) -> String {
+        match self {
+            TapDriver::Tuntap => format!("eth0=tuntap,{tap}"),
+            TapDriver::VectorTap => format!("vec0:transport=tap,ifname={tap}"),
+        }
+    }
+
+    fn guest_if(self) -> &'static str {
+        match self {
+            TapDriver::Tuntap => "eth0",
+            TapDriver::VectorTap => "vec0",
+        }
+    }
+}
 /// Bytes sent each way over the TCP connection.
 const XFER_LEN: usize = 1 << 20;
 /// Pings the guest sends to the host.
@@ -175,9 +203,9 @@ fn serve(
 }
 
 /// The guest's script: configure eth0, ping the host, one TCP round trip.
-fn payload(guest: Ipv4Addr, host: Ipv4Addr, port: u16) -> String {
+fn payload(guest_if: &str, guest: Ipv4Addr, host: Ipv4Addr, port: u16) -> String {
     format!(
-        "set -e; ifconfig eth0 {guest} netmask 255.255.255.0 up; \
+        "set -e; ifconfig {guest_if} {guest} netmask 255.255.255.0 up; \
          ping -c {PINGS} -W 2 {host}; \
          dd if=/dev/urandom of=/tmp/up bs=4096 count={blocks} 2>/dev/null; \
          echo \"{MARK} up $(sha256sum </tmp/up)\"; \
@@ -217,6 +245,15 @@ fn mark_words(console: &str, what: &str) -> Option<Vec<String>> {
 
 /// The case on `kernel`: Ok(diagnostic), Ok("skipped: why") or the failure.
 pub fn tuntap_case(ctx: &Ctx, kernel: &Path) -> Result<String> {
+    tap_case(ctx, kernel, TapDriver::Tuntap)
+}
+
+/// [`VECTOR_TAP_CASE`]: the same exchange through the vector driver.
+pub fn vector_tap_case(ctx: &Ctx, kernel: &Path) -> Result<String> {
+    tap_case(ctx, kernel, TapDriver::VectorTap)
+}
+
+fn tap_case(ctx: &Ctx, kernel: &Path, driver: TapDriver) -> Result<String> {
     if !nix::unistd::geteuid().is_root() {
         return Ok("skipped: needs root to create a tap device".into());
     }
@@ -230,7 +267,7 @@ pub fn tuntap_case(ctx: &Ctx, kernel: &Path) -> Result<String> {
     let guest_addr = Ipv4Addr::new(10, 199, x, 2);
     let t = Instant::now();
     let mut tap = Tap::create(&name, host).with_context(|| format!("creating tap {name}"))?;
-    let result = run_with_tap(ctx, kernel, &name, host, guest_addr);
+    let result = run_with_tap(ctx, kernel, driver, &name, host, guest_addr);
     let deleted = tap.delete().with_context(|| format!("deleting tap {name}"));
     let fact = result?;
     deleted?;
@@ -243,6 +280,7 @@ pub fn tuntap_case(ctx: &Ctx, kernel: &Path) -> Result<String> {
 fn run_with_tap(
     ctx: &Ctx,
     kernel: &Path,
+    driver: TapDriver,
     tap: &str,
     host: Ipv4Addr,
     guest_addr: Ipv4Addr,
@@ -269,10 +307,10 @@ fn run_with_tap(
     let cmd = vec![
         "/bin/sh".to_string(),
         "-c".to_string(),
-        payload(guest_addr, host, port),
+        payload(driver.guest_if(), guest_addr, host, port),
     ];
     let mut spec = BootSpec::new(kernel.to_path_buf(), cmd);
-    spec.extra_args = vec!["quiet".into(), format!("eth0=tuntap,{tap}")];
+    spec.extra_args = vec!["quiet".into(), driver.kernel_arg(tap)];
     spec.timeout = BOOT_LIMIT;
     let booted = Guest::start(&spec, ctx).and_then(Guest::wait);
     stop.store(true, Ordering::Relaxed);
@@ -370,6 +408,7 @@ round-trip min/avg/max = 0.301/0.406/0.512 ms
     #[test]
     fn payload_fits_the_command_line() {
         let p = payload(
+            "eth0",
             Ipv4Addr::new(10, 199, 254, 2),
             Ipv4Addr::new(10, 199, 254, 1),
             65535,

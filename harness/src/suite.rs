@@ -27,7 +27,8 @@
 //! 6. On the Rust kernel, three short boots check where physical memory
 //!    goes (see [`crate::physmem`]); on both, one more boot checks the legacy
 //!    tuntap network transport through a host tap device: pings and a TCP
-//!    round trip (`host_net_tuntap`, see [`crate::net`]).
+//!    round trip (`host_net_tuntap`, and `host_net_vector_tap` through the
+//!    vector driver, see [`crate::net`]).
 //! 7. Eleven short boots check the block driver (ubd) as the UML HOWTO
 //!    describes it: ext4, COW files, read-only devices, odd sizes, TRIM,
 //!    hot-plug, host I/O errors, sync before halt (`host_ubd_*`, see
@@ -739,6 +740,14 @@ fn test_kernel(ctx: &Ctx, os: &str, only: &[String]) -> (String, Report) {
     // The legacy tuntap network transport, end to end through a host tap.
     if want(net::CASE) {
         add_host_case(&mut host, net::CASE, net::tuntap_case(ctx, &kernel));
+    }
+    // The vector driver's tap transport, the same way.
+    if want(net::VECTOR_TAP_CASE) {
+        add_host_case(
+            &mut host,
+            net::VECTOR_TAP_CASE,
+            net::vector_tap_case(ctx, &kernel),
+        );
     }
     // The block driver (ubd) as the UML HOWTO describes it, on real boots.
     for case in block::CASES {

@@ -500,6 +500,13 @@ pub const C_HEADERS: &[&str] = &[
     "chan_user.h",
     // fs/hostfs, on the guard's include path since patch 0017.
     "hostfs.h",
+    // um-drivers/vector_user: the host's message and BPF structures the
+    // vector driver's halves share, then the driver's own header (which
+    // declares bool functions without including stdbool.h).
+    "sys/socket.h",
+    "linux/filter.h",
+    "stdbool.h",
+    "vector_user.h",
     // Last: with __UM_HOST__ it defines u32 as a macro.
     "mconsole.h",
 ];
@@ -689,6 +696,72 @@ const MCONSOLE_CONSTANTS: [AbiFact; 9] = {
     ]
 };
 
+// ---- um-drivers/vector_user (os-um-drivers-vector_user) ---------------------
+
+/// um-drivers/vector_user: the argument list and descriptors of
+/// vector_user.h, the host structures the kernel half hands over (message
+/// vectors) or keeps (BPF programs), and the header's constants.
+mod vector_facts {
+    use super::*;
+    use crate::abi::um_drivers::vector_user::{
+        ArgList, MmsgHdr, MsgHdr, SockFilter, SockFprog, VectorFds,
+    };
+    use crate::host::vector as v;
+
+    pub(super) const ARGLIST: [AbiFact; 5] =
+        struct_facts!(ArgList, "struct arglist", [numargs, tokens, values]);
+    pub(super) const FDS: [AbiFact; 6] = struct_facts!(
+        VectorFds,
+        "struct vector_fds",
+        [rx_fd, tx_fd, remote_addr, remote_addr_size]
+    );
+    pub(super) const MMSGHDR: [AbiFact; 4] =
+        struct_facts!(MmsgHdr, "struct mmsghdr", [msg_hdr, msg_len]);
+    pub(super) const MSGHDR: [AbiFact; 9] = struct_facts!(
+        MsgHdr,
+        "struct msghdr",
+        [
+            msg_name,
+            msg_namelen,
+            msg_iov,
+            msg_iovlen,
+            msg_control,
+            msg_controllen,
+            msg_flags
+        ]
+    );
+    pub(super) const FPROG: [AbiFact; 4] =
+        struct_facts!(SockFprog, "struct sock_fprog", [len, filter]);
+    pub(super) const FILTER: [AbiFact; 6] =
+        struct_facts!(SockFilter, "struct sock_filter", [code, jt, jf, k]);
+    pub(super) const FIELD_SIZES: [AbiFact; 3] = [
+        AbiFact::FieldSize {
+            c_type: "struct arglist",
+            field: "tokens",
+            value: size_of::<[*mut core::ffi::c_char; v::MAXVARGS]>(),
+        },
+        AbiFact::FieldSize {
+            c_type: "struct sock_fprog",
+            field: "len",
+            value: size_of::<core::ffi::c_ushort>(),
+        },
+        AbiFact::FieldSize {
+            c_type: "struct msghdr",
+            field: "msg_iovlen",
+            value: size_of::<usize>(),
+        },
+    ];
+    pub(super) const CONSTANTS: [AbiFact; 6] = [
+        konst("MAXVARGS", v::MAXVARGS as i64),
+        konst("DEFAULT_BPF_LEN", v::DEFAULT_BPF_LEN as i64),
+        konst("VECTOR_READ", v::VECTOR_READ as i64),
+        konst("IPPROTO_GRE", v::IPPROTO_GRE as i64),
+        konst("IPPROTO_L2TP", v::IPPROTO_L2TP as i64),
+        konst("L2TPV3_DATA_PACKET", v::L2TPV3_DATA_PACKET as i64),
+    ];
+}
+// ---- end um-drivers/vector_user ------------------------------------------------
+
 // ---- fs-hostfs/hostfs_user (os-fs-hostfs-hostfs_user) ----------------------
 // hostfs.h lives in fs/hostfs, on the guard's include path since kernel
 // patch 0017; the unit test `hostfs_structs_match_x86_64_c_layout` also pins
@@ -846,6 +919,14 @@ pub fn abi_facts() -> Vec<AbiFact> {
     facts.extend_from_slice(&chan_facts::OPS_FACTS);
     facts.extend_from_slice(&chan_facts::FIELD_SIZES);
     facts.extend(hostfs_facts());
+    facts.extend_from_slice(&vector_facts::ARGLIST);
+    facts.extend_from_slice(&vector_facts::FDS);
+    facts.extend_from_slice(&vector_facts::MMSGHDR);
+    facts.extend_from_slice(&vector_facts::MSGHDR);
+    facts.extend_from_slice(&vector_facts::FPROG);
+    facts.extend_from_slice(&vector_facts::FILTER);
+    facts.extend_from_slice(&vector_facts::FIELD_SIZES);
+    facts.extend_from_slice(&vector_facts::CONSTANTS);
     facts
 }
 
@@ -1021,6 +1102,44 @@ mod tests {
         assert!(c.contains("sizeof((((struct hostfs_iattr *)0)->ia_mode)) == 2"));
         assert!(c.contains("(HOSTFS_ATTR_MTIME_SET) == 256LL"));
         assert_eq!(facts.len(), 52);
+    }
+
+    #[test]
+    fn vector_structs_match_x86_64_c_layout() {
+        use crate::abi::um_drivers::vector_user::{
+            ArgList, MmsgHdr, MsgHdr, SockFilter, SockFprog, VectorFds,
+        };
+        // What gcc gives vector_user.h and the host headers on x86_64.
+        assert_eq!(size_of::<ArgList>(), 328);
+        assert_eq!(offset_of!(ArgList, tokens), 8);
+        assert_eq!(offset_of!(ArgList, values), 168);
+        assert_eq!(size_of::<VectorFds>(), 24);
+        assert_eq!(offset_of!(VectorFds, tx_fd), 4);
+        assert_eq!(offset_of!(VectorFds, remote_addr), 8);
+        assert_eq!(offset_of!(VectorFds, remote_addr_size), 16);
+        // The kernel's struct mmsghdr (a user_msghdr and msg_len) has the
+        // host's layout.
+        assert_eq!(size_of::<MmsgHdr>(), 64);
+        assert_eq!(offset_of!(MmsgHdr, msg_len), 56);
+        assert_eq!(size_of::<MsgHdr>(), 56);
+        assert_eq!(offset_of!(MsgHdr, msg_iov), 16);
+        assert_eq!(offset_of!(MsgHdr, msg_iovlen), 24);
+        assert_eq!(size_of::<SockFprog>(), 16);
+        assert_eq!(offset_of!(SockFprog, filter), 8);
+        assert_eq!(size_of::<SockFilter>(), 8);
+        assert_eq!(offset_of!(SockFilter, k), 4);
+        let c = render_guard_c(&abi_facts());
+        let (vector, mconsole) = (
+            c.find("#include <vector_user.h>").unwrap(),
+            c.find("#include <mconsole.h>").unwrap(),
+        );
+        assert!(
+            vector < mconsole,
+            "mconsole.h (which defines u32) comes last"
+        );
+        assert!(c.contains("offsetof(struct arglist, values) == 168"));
+        assert!(c.contains("offsetof(struct mmsghdr, msg_len) == 56"));
+        assert!(c.contains("(L2TPV3_DATA_PACKET) == 196608LL"));
     }
 
     #[test]

@@ -23,3 +23,4 @@ pub mod tty;
 pub mod ubd;
 pub mod umid;
 pub mod util;
+pub mod vector;
