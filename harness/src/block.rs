@@ -1730,7 +1730,7 @@ pub(crate) fn no_kernel_warnings(console: &str, boot: &str) -> Result<()> {
 
 /// [`mc_ok`] on a running guest; a failure quotes its console, since a
 /// kernel that died is the likelier story than mconsole.
-fn mc_guest(guest: &Guest, sock: &Path, args: &[&str]) -> Result<String> {
+pub(crate) fn mc_guest(guest: &Guest, sock: &Path, args: &[&str]) -> Result<String> {
     mc_ok(sock, args).map_err(|e| {
         let console = guest.console_so_far();
         anyhow::anyhow!(

@@ -8,6 +8,7 @@ mod bench_block;
 mod block;
 mod boot;
 mod build_selftest;
+mod chan;
 mod cli;
 mod fuzz;
 mod hostcheck;

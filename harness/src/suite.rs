@@ -57,6 +57,7 @@ use anyhow::{Context, Result, bail};
 use crate::block;
 use crate::boot::{self, BootSpec, Guest};
 use crate::cli::TestArgs;
+use crate::chan;
 use crate::mconsole;
 use crate::net;
 use crate::paths::Ctx;
@@ -765,6 +766,10 @@ fn test_kernel(ctx: &Ctx, os: &str, only: &[String]) -> (String, Report) {
             };
             add_host_case(&mut host, name, result);
         }
+    }
+    // The console and serial line channels as the UML HOWTO describes them.
+    for (name, result) in chan::run_cases(ctx, &kernel, &want) {
+        add_host_case(&mut host, name, result);
     }
     rep.cases.append(&mut host.cases);
     rep.diags.append(&mut host.diags);

@@ -178,8 +178,17 @@ mod kernel_side {
             return -libc::ENOMEM;
         };
         let top = stack.top();
-        // SAFETY: a one-page stack the thread owns until we free it; proc_ per our contract.
-        let started = unsafe { helper::start_helper_thread(top, proc_, arg, flags as c_int) };
+        // Without CLONE_VM the thread gets a copy of our memory, its stack
+        // and `arg` included, which are kernel memory.
+        let start = || {
+            // SAFETY: a one-page stack the thread owns until we free it; proc_ per our contract.
+            unsafe { helper::start_helper_thread(top, proc_, arg, flags as c_int) }
+        };
+        let started = if flags & libc::CLONE_VM as core::ffi::c_uint == 0 {
+            crate::abi::process::with_kernel_memory_forked(start)
+        } else {
+            start()
+        };
         let pid = match started {
             Ok(pid) => pid,
             Err(e) => {

@@ -128,6 +128,43 @@ pub extern "C" fn os_getpgrp() -> c_int {
     unsafe { libc::getpgrp() }
 }
 
+/// The ranges [`os_map_memory`] marked `MADV_DONTFORK`, for
+/// [`with_kernel_memory_forked`]. Written by the kernel thread only, before
+/// any helper runs; a range past the last slot is simply not marked.
+struct DontForkRanges {
+    ranges: [core::cell::Cell<(usize, usize)>; 32],
+    len: core::cell::Cell<usize>,
+}
+
+// SAFETY: only the kernel thread touches it (os_map_memory and the helper
+// thread start both run in kernel context, never concurrently).
+unsafe impl Sync for DontForkRanges {}
+
+static DONT_FORK: DontForkRanges = DontForkRanges {
+    ranges: [const { core::cell::Cell::new((0, 0)) }; 32],
+    len: core::cell::Cell::new(0),
+};
+
+/// Runs `f` (which clones without `CLONE_VM`) with the kernel's memory
+/// copied into new processes, as the C layer always has it: a helper
+/// thread such as the SIGWINCH one runs on a stack, and reads arguments, in
+/// the kernel's physical memory. Afterwards the ranges are `MADV_DONTFORK`
+/// again.
+pub fn with_kernel_memory_forked<T>(f: impl FnOnce() -> T) -> T {
+    let advise = |advice| {
+        for r in &DONT_FORK.ranges[..DONT_FORK.len.get()] {
+            let (addr, len) = r.get();
+            // SAFETY: advice on a mapping os_map_memory made; it changes
+            // only what a fork copies.
+            unsafe { libc::madvise(addr as *mut c_void, len, advice) };
+        }
+    };
+    advise(libc::MADV_DOFORK);
+    let out = f();
+    advise(libc::MADV_DONTFORK);
+    out
+}
+
 /// Maps `len` bytes of `fd` at offset `off` shared and fixed at `virt`.
 ///
 /// The kernel maps its physical memory (and its vmalloc and iomem areas)
@@ -136,6 +173,8 @@ pub extern "C" fn os_getpgrp() -> c_int {
 /// process (`start_userspace`) and has no use for the kernel's memory, so
 /// the host need not copy these dozens of mappings into it, nor the new
 /// process tear them down again (measured: fork+exit+wait 4% faster).
+/// Helper threads cloned without `CLONE_VM` get it copied after all
+/// ([`with_kernel_memory_forked`]).
 ///
 /// # Safety
 ///
@@ -164,10 +203,17 @@ pub unsafe extern "C" fn os_map_memory(
     if loc == libc::MAP_FAILED {
         return -(Errno::last() as c_int);
     }
+    let n = DONT_FORK.len.get();
+    let Some(slot) = DONT_FORK.ranges.get(n) else {
+        // No room to remember it: leave it copied into forks, as in C.
+        return 0;
+    };
     // SAFETY: advice on the mapping just made; it changes nothing in this process.
     if unsafe { libc::madvise(virt, len as usize, libc::MADV_DONTFORK) } < 0 {
         return -(Errno::last() as c_int);
     }
+    slot.set((virt as usize, len as usize));
+    DONT_FORK.len.set(n + 1);
     0
 }
 

@@ -94,6 +94,19 @@ fn map_protect_drop_unmap_a_memory_file() {
             libc::_exit(if unmapped { 0 } else { 1 });
         });
         assert_eq!(status, 0, "the child inherited the kernel's memory mapping");
+        // Except for a helper cloned without CLONE_VM, which gets a copy
+        // (its stack and argument live there); afterwards forks skip it
+        // again.
+        let status = with_kernel_memory_forked(|| {
+            run_forked(|| libc::_exit(if *(base as *const u8) == 0x5a { 0 } else { 1 }))
+        });
+        assert_eq!(status, 0, "the helper did not get the kernel's memory");
+        let status = run_forked(|| {
+            let mut vec = [0u8; 1];
+            let unmapped = libc::mincore(base, 4096, vec.as_mut_ptr()) < 0;
+            libc::_exit(if unmapped { 0 } else { 1 });
+        });
+        assert_eq!(status, 0, "MADV_DONTFORK was not restored");
         assert_eq!(os_drop_memory(base, 4096), 0);
         assert_eq!(*(base as *const u8), 0, "MADV_REMOVE zeroes the page");
         assert_eq!(os_protect_memory(base, 8192, 1, 0, 0), 0);
