@@ -638,41 +638,6 @@ pub fn send_to(fd: RawFd, bytes: &[u8], origin: &[u8], flags: c_int) -> Result<u
     }
 }
 
-/// A point on the monotonic clock.
-pub struct Deadline(libc::timespec);
-
-impl Deadline {
-    fn now() -> libc::timespec {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a writable timespec; CLOCK_MONOTONIC always exists.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
-        ts
-    }
-
-    /// `d` from now.
-    pub fn after(d: core::time::Duration) -> Self {
-        let now = Self::now();
-        let mut sec = now.tv_sec + d.as_secs() as libc::time_t;
-        let mut nsec = now.tv_nsec + d.subsec_nanos() as libc::c_long;
-        if nsec >= 1_000_000_000 {
-            sec += 1;
-            nsec -= 1_000_000_000;
-        }
-        Deadline(libc::timespec {
-            tv_sec: sec,
-            tv_nsec: nsec,
-        })
-    }
-
-    pub fn passed(&self) -> bool {
-        let now = Self::now();
-        (now.tv_sec, now.tv_nsec) >= (self.0.tv_sec, self.0.tv_nsec)
-    }
-}
-
 /// [`send_to`], but when the receiver's queue is full (`EAGAIN` on our
 /// non-blocking socket) and `flags` does not say `MSG_DONTWAIT`, sends
 /// again every 200 µs until `deadline`.
@@ -681,17 +646,14 @@ pub fn send_to_patiently(
     bytes: &[u8],
     origin: &[u8],
     flags: c_int,
-    deadline: &Deadline,
+    deadline: std::time::Instant,
 ) -> Result<usize> {
     loop {
         match send_to(fd, bytes, origin, flags) {
-            Err(Errno::EAGAIN) if flags & libc::MSG_DONTWAIT == 0 && !deadline.passed() => {
-                let pause = libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 200_000,
-                };
-                // SAFETY: a valid timespec; an interrupted sleep just ends early.
-                unsafe { libc::nanosleep(&raw const pause, core::ptr::null_mut()) };
+            Err(Errno::EAGAIN)
+                if flags & libc::MSG_DONTWAIT == 0 && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(core::time::Duration::from_micros(200));
             }
             r => return r,
         }

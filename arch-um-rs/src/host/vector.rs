@@ -1869,10 +1869,10 @@ pub fn open_ip(transport: Transport, ip: &IpConfig<'_>) -> Result<(OwnedFd, Remo
             errno,
         })?;
     // SAFETY: no memory arguments.
-    let fd =
-        Errno::result(unsafe { libc::socket(family, socktype | libc::SOCK_CLOEXEC, protocol) })
-            .map(owned)
-            .map_err(host_err(Step::Socket))?;
+    let fd = unsafe { libc::socket(family, socktype | libc::SOCK_CLOEXEC, protocol) };
+    let fd = Errno::result(fd)
+        .map(owned)
+        .map_err(host_err(Step::Socket))?;
     let bytes = local.as_bytes();
     // SAFETY: `bytes` is the address getaddrinfo gave, of its length.
     Errno::result(unsafe {

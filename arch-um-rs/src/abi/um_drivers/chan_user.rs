@@ -125,6 +125,17 @@ pub(crate) fn chan_alloc<T>(value: T) -> *mut T {
     p
 }
 
+/// What `open` does for a line asked to be raw: keeps the terminal
+/// settings of `fd` in `saved` (for `close` to put back) and makes it raw
+/// with `raw()` of util.c, the crate's own. 0 or the negative errno.
+pub(crate) fn save_and_make_raw(fd: c_int, saved: &mut term::Termios) -> c_int {
+    match term::get_attr(fd) {
+        Ok(tt) => *saved = tt,
+        Err(e) => return -(e as c_int),
+    }
+    crate::abi::util::raw(fd)
+}
+
 /// Frees what [`chan_alloc`] allocated (`kfree`); NULL is allowed.
 ///
 /// # Safety
@@ -797,8 +808,7 @@ pub(crate) mod test_support {
                 return Err(fd);
             }
             // SAFETY: NULL or a C string in the channel's data.
-            let dev = (!dev.is_null())
-                .then(|| unsafe { CStr::from_ptr(dev) }.to_str().unwrap().to_owned());
+            let dev = unsafe { super::cstr_arg(dev) }.map(|d| d.to_str().unwrap().to_owned());
             Ok((fd, dev))
         }
 

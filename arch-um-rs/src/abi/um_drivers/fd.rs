@@ -20,34 +20,13 @@
 
 use core::ffi::{c_char, c_int, c_void};
 
-use super::chan_user::{ChanOps, ChanOpts, chan_alloc, cstr_arg, generic_ops};
+use super::chan_user::{ChanOps, ChanOpts, chan_alloc, cstr_arg, generic_ops, save_and_make_raw};
 use crate::host::chan::{format_int, parse, term};
 use crate::host::util::ShowBytes;
 use crate::kernel::Level;
 use crate::klog;
 
 generic_ops!("os-um-drivers-fd");
-
-/// `raw()` of `util.c`, in C or Rust, in a kernel that exports this file.
-#[cfg(all(feature = "kernel", feature = "os-um-drivers-fd"))]
-mod kern {
-    use core::ffi::c_int;
-
-    unsafe extern "C" {
-        pub fn raw(fd: c_int) -> c_int;
-    }
-}
-
-/// Stand-in for unit tests and kernels that keep `fd.c`: the crate's own
-/// `raw`.
-#[cfg(not(all(feature = "kernel", feature = "os-um-drivers-fd")))]
-mod kern {
-    use core::ffi::c_int;
-
-    pub unsafe fn raw(fd: c_int) -> c_int {
-        crate::abi::util::raw(fd)
-    }
-}
 
 /// `struct fd_chan`.
 #[repr(C)]
@@ -110,12 +89,7 @@ unsafe extern "C" fn fd_open(
     // SAFETY: our data, from fd_init; the line does not use it meanwhile.
     let data = unsafe { &mut *d.cast::<FdChan>() };
     if data.raw != 0 && term::is_tty(data.fd) {
-        match term::get_attr(data.fd) {
-            Ok(tt) => data.tt = tt,
-            Err(e) => return -(e as c_int),
-        }
-        // SAFETY: a terminal of the caller's.
-        let err = unsafe { kern::raw(data.fd) };
+        let err = save_and_make_raw(data.fd, &mut data.tt);
         if err != 0 {
             return err;
         }

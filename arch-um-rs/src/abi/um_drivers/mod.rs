@@ -23,7 +23,7 @@ pub mod port_user;
 pub mod pty;
 pub mod tty;
 pub mod ubd;
-pub mod vector_user;
 #[cfg(all(feature = "kernel", feature = "os-um-drivers-ubd_user"))]
 pub mod ubd_user;
+pub mod vector_user;
 pub mod xterm;

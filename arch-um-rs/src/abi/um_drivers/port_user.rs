@@ -33,7 +33,9 @@
 use core::ffi::{CStr, c_char, c_int, c_void};
 use std::os::fd::{AsRawFd, IntoRawFd};
 
-use super::chan_user::{ChanOps, ChanOpts, chan_alloc, chan_free, cstr_arg, generic_ops};
+use super::chan_user::{
+    ChanOps, ChanOpts, chan_alloc, chan_free, cstr_arg, generic_ops, save_and_make_raw,
+};
 use crate::abi::layout::os_acc;
 use crate::host::chan::{format_int, parse, port, term};
 use crate::host::util::{ErrnoMsg, ShowBytes};
@@ -58,7 +60,6 @@ mod kern {
         pub fn port_wait(data: *mut c_void) -> c_int;
         pub fn port_kern_free(d: *mut c_void);
         pub fn port_remove_dev(d: *mut c_void);
-        pub fn raw(fd: c_int) -> c_int;
         pub fn run_helper(
             pre_exec: Option<PreExec>,
             pre_data: *mut c_void,
@@ -132,10 +133,6 @@ mod kern {
             drop(Box::from_raw(d.cast::<StandInDev>()));
         }
         FREED.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub unsafe fn raw(fd: c_int) -> c_int {
-        crate::abi::util::raw(fd)
     }
 
     pub unsafe fn os_access(file: *const c_char, mode: c_int) -> c_int {
@@ -257,12 +254,7 @@ unsafe extern "C" fn port_open(
             unsafe { kern::os_close_file(fd) };
             err
         };
-        match term::get_attr(fd) {
-            Ok(tt) => data.tt = tt,
-            Err(e) => return fail(-(e as c_int)),
-        }
-        // SAFETY: our terminal.
-        let err = unsafe { kern::raw(fd) };
+        let err = save_and_make_raw(fd, &mut data.tt);
         if err != 0 {
             return fail(err);
         }

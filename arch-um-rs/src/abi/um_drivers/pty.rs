@@ -25,7 +25,7 @@
 use core::ffi::{c_char, c_int, c_void};
 use std::os::fd::{AsRawFd, IntoRawFd};
 
-use super::chan_user::{ChanOps, ChanOpts, chan_alloc, generic_ops};
+use super::chan_user::{ChanOps, ChanOpts, chan_alloc, generic_ops, save_and_make_raw};
 use crate::host::chan::{pty, term};
 use crate::kernel::Level;
 use crate::klog;
@@ -40,7 +40,6 @@ mod kern {
 
     unsafe extern "C" {
         pub fn get_pty() -> c_int;
-        pub fn raw(fd: c_int) -> c_int;
     }
 }
 
@@ -52,10 +51,6 @@ mod kern {
 
     pub unsafe fn get_pty() -> c_int {
         crate::abi::tty::get_pty()
-    }
-
-    pub unsafe fn raw(fd: c_int) -> c_int {
-        crate::abi::util::raw(fd)
     }
 }
 
@@ -150,12 +145,7 @@ unsafe extern "C" fn pts_open(
         return fd;
     }
     if data.raw != 0 {
-        match term::get_attr(fd) {
-            Ok(tt) => data.tt = tt,
-            Err(e) => return close_with(fd, -(e as c_int)),
-        }
-        // SAFETY: our master.
-        let err = unsafe { kern::raw(fd) };
+        let err = save_and_make_raw(fd, &mut data.tt);
         if err != 0 {
             return close_with(fd, err);
         }
@@ -192,8 +182,7 @@ unsafe extern "C" fn pty_open(
         }
     };
     if data.raw != 0 {
-        // SAFETY: our master.
-        let err = unsafe { kern::raw(master.as_raw_fd()) };
+        let err = crate::abi::util::raw(master.as_raw_fd());
         if err != 0 {
             return err;
         }

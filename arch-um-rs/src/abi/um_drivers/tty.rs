@@ -18,32 +18,12 @@
 
 use core::ffi::{c_char, c_int, c_void};
 
-use super::chan_user::{ChanOps, ChanOpts, chan_alloc, cstr_arg, generic_ops};
+use super::chan_user::{ChanOps, ChanOpts, chan_alloc, cstr_arg, generic_ops, save_and_make_raw};
 use crate::host::chan::term;
 use crate::kernel::Level;
 use crate::klog;
 
 generic_ops!("os-um-drivers-tty");
-
-/// `raw()` of `util.c`, in C or Rust, in a kernel that exports this file.
-#[cfg(all(feature = "kernel", feature = "os-um-drivers-tty"))]
-mod kern {
-    use core::ffi::c_int;
-
-    unsafe extern "C" {
-        pub fn raw(fd: c_int) -> c_int;
-    }
-}
-
-/// Stand-in for unit tests and kernels that keep `tty.c`.
-#[cfg(not(all(feature = "kernel", feature = "os-um-drivers-tty")))]
-mod kern {
-    use core::ffi::c_int;
-
-    pub unsafe fn raw(fd: c_int) -> c_int {
-        crate::abi::util::raw(fd)
-    }
-}
 
 /// `struct tty_chan`.
 #[repr(C)]
@@ -113,12 +93,7 @@ unsafe extern "C" fn tty_open(
         err
     };
     if data.raw != 0 {
-        match term::get_attr(fd) {
-            Ok(tt) => data.tt = tt,
-            Err(e) => return fail(-(e as c_int)),
-        }
-        // SAFETY: our terminal.
-        let err = unsafe { kern::raw(fd) };
+        let err = save_and_make_raw(fd, &mut data.tt);
         if err != 0 {
             return fail(err);
         }

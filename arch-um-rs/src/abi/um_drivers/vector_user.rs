@@ -540,10 +540,8 @@ fn packets(r: nix::Result<usize>, again: &[Errno]) -> c_int {
 #[cfg_attr(feature = "os-um-drivers-vector_user", unsafe(no_mangle))]
 pub unsafe extern "C" fn uml_vector_sendmsg(fd: c_int, hdr: *mut c_void, flags: c_int) -> c_int {
     // SAFETY: forwarded caller guarantee.
-    packets(
-        unsafe { vec::sendmsg(fd, hdr.cast(), flags) },
-        &[Errno::EAGAIN],
-    )
+    let sent = unsafe { vec::sendmsg(fd, hdr.cast(), flags) };
+    packets(sent, &[Errno::EAGAIN])
 }
 
 /// Reads one packet into the buffers of `hdr` (`readv` of its iovec;
@@ -1385,8 +1383,8 @@ mod tests {
             let fds = open(11, "transport=tap,ifup=/etc/uml-ifup2");
             ts::ensure(!fds.is_null(), || "made-up tap refused".into())?;
             // SAFETY: from uml_vector_user_open.
-            let (name, _) =
-                crate::host::tap::tap_info(unsafe { (*fds).tx_fd }).map_err(|e| e.to_string())?;
+            let tx_fd = unsafe { (*fds).tx_fd };
+            let (name, _) = crate::host::tap::tap_info(tx_fd).map_err(|e| e.to_string())?;
             ts::ensure(name.len() == 9 && name.starts_with("tap"), || name.clone())?;
             ts::ensure(
                 helper_calls("/etc/uml-ifup2")

@@ -56,7 +56,6 @@ mod kern {
         /// descriptor (or a negative errno), with the helper's pid in
         /// `*pid_out`.
         pub fn xterm_fd(socket: c_int, pid_out: *mut c_int) -> c_int;
-        pub fn raw(fd: c_int) -> c_int;
         pub fn run_helper(
             pre_exec: Option<PreExec>,
             pre_data: *mut c_void,
@@ -111,10 +110,6 @@ mod kern {
         // SAFETY: writable by the caller's contract.
         unsafe { *pid_out = pid };
         fd
-    }
-
-    pub unsafe fn raw(fd: c_int) -> c_int {
-        crate::abi::util::raw(fd)
     }
 
     pub unsafe fn os_create_unix_socket(
@@ -394,8 +389,7 @@ fn open_terminal(data: &mut XtermChan, helper: &CStr, dev_out: &mut *mut c_char)
         Err(e) => return give_up(data, Some(new), -(e as c_int)),
     }
     if data.raw != 0 {
-        // SAFETY: the terminal the helper sent.
-        let err = unsafe { kern::raw(new) };
+        let err = crate::abi::util::raw(new);
         if err != 0 {
             return give_up(data, Some(new), err);
         }

@@ -28,8 +28,8 @@ pub const HELPER_ENV: &CStr = c"UML_PORT_HELPER";
 /// modulo 65536, as `htons` did; 0 listens on a port the host picks.
 pub fn listen(port: c_int) -> Result<OwnedFd> {
     // SAFETY: socket has no memory arguments.
-    let fd =
-        Errno::result(unsafe { libc::socket(libc::PF_INET, libc::SOCK_STREAM, 0) }).map(owned)?;
+    let fd = unsafe { libc::socket(libc::PF_INET, libc::SOCK_STREAM, 0) };
+    let fd = Errno::result(fd).map(owned)?;
     let one: c_int = 1;
     // SAFETY: SO_REUSEADDR reads one int.
     Errno::result(unsafe {

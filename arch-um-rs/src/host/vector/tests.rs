@@ -1023,8 +1023,8 @@ fn bess_connects_to_its_socket() {
     assert_eq!(remote.as_bytes().len(), size_of::<libc::sockaddr_un>());
     assert!(src.exists(), "bound to src");
     // SAFETY: no address wanted.
-    let peer =
-        owned(unsafe { libc::accept(l.as_raw_fd(), core::ptr::null_mut(), core::ptr::null_mut()) });
+    let peer = unsafe { libc::accept(l.as_raw_fd(), core::ptr::null_mut(), core::ptr::null_mut()) };
+    let peer = owned(peer);
     let frame = ts::frame([2; 6], [4; 6], b"bess");
     assert_eq!(send_two(fd.as_raw_fd(), &[], &frame, Some(&remote)), Ok(1));
     assert_eq!(recv_one(peer.as_raw_fd()).unwrap(), frame);
