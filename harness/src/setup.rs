@@ -34,6 +34,8 @@ pub const HOST_PACKAGES: &[&str] = &[
     "fio",
     // mkfs.ext4, e2fsck and debugfs of the block cases (host and guest)
     "e2fsprogs",
+    // guest-to-host throughput over the vector transports (`bench-net`, net cases)
+    "iperf3",
 ];
 
 /// Installed version of each package that is installed (dpkg status `ii`).
