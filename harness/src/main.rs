@@ -12,6 +12,7 @@ mod chan;
 mod cli;
 mod fuzz;
 mod hostcheck;
+mod hostfs;
 mod initramfs;
 mod kbuild;
 mod kernel_src;

@@ -489,15 +489,7 @@ pub const C_LAYER_DEFECTS: &[(&str, &str)] = &[
 /// layer (see [`C_LAYER_DEFECTS`]) is a skip when it fails, a failure when
 /// it passes; any other case as it is.
 pub fn c_layer_verdict(name: &str, result: Result<String>) -> Result<String> {
-    let Some((_, why)) = C_LAYER_DEFECTS.iter().find(|(n, _)| *n == name) else {
-        return result;
-    };
-    match result {
-        Err(e) => Ok(format!("skipped: C layer defect: {why} (found: {e:#})")),
-        Ok(fact) => {
-            bail!("the C layer passed {name}, listed in C_LAYER_DEFECTS as failing ({why}): {fact}")
-        }
-    }
+    crate::suite::known_defect_verdict(C_LAYER_DEFECTS, "C layer", name, result)
 }
 
 /// The case names, in report order.

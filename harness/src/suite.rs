@@ -37,9 +37,13 @@
 //!    describes it: every command through `uml_mconsole`, notifications,
 //!    the datagram protocol with malformed packets, requests from another uid
 //!    (`host_mconsole_*`, see [`crate::mconsole`]).
+//! 9. One boot checks the console and serial line channels (`host_chan_*`,
+//!    see [`crate::chan`]); two check hostfs both ways, its `append` mode
+//!    and the confinement of `hostfs=DIR` (`host_hostfs_*`, see
+//!    [`crate::hostfs`]).
 //!
 //! With `--only PREFIX`, the main boot (steps 1 to 4) is skipped and only the
-//! cases of steps 5 to 8 whose names start with a PREFIX run.
+//! cases of steps 5 to 9 whose names start with a PREFIX run.
 //!
 //! The console is echoed live. After each kernel one KTAP v1 stream reports
 //! the guest's own cases (parsed from the console) and the host checks;
@@ -58,6 +62,7 @@ use crate::block;
 use crate::boot::{self, BootSpec, Guest};
 use crate::chan;
 use crate::cli::TestArgs;
+use crate::hostfs;
 use crate::mconsole;
 use crate::net;
 use crate::paths::Ctx;
@@ -670,6 +675,25 @@ fn add_guest_results(rep: &mut Report, console: &str) {
 
 /// Adds a host case whose result is a diagnostic line (`Ok`), a skip
 /// (`Ok("skipped: why")`) or a failure.
+/// The verdict on a case listed in `defects` (case name, why it fails) as a
+/// known defect of `layer`: a failure is reported as a skip saying why and
+/// what was found; a pass is a failure, so that the list stays true. A case
+/// not listed keeps its result.
+pub fn known_defect_verdict(
+    defects: &[(&str, &str)],
+    layer: &str,
+    name: &str,
+    result: Result<String>,
+) -> Result<String> {
+    let Some((_, why)) = defects.iter().find(|(n, _)| *n == name) else {
+        return result;
+    };
+    match result {
+        Err(e) => Ok(format!("skipped: {layer} defect: {why} (found: {e:#})")),
+        Ok(fact) => bail!("{name} passed, but is listed as a {layer} defect ({why}): {fact}"),
+    }
+}
+
 fn add_host_case(host: &mut Report, name: &str, result: Result<String>) {
     match result {
         Ok(fact) => match fact.strip_prefix("skipped: ") {
@@ -769,6 +793,11 @@ fn test_kernel(ctx: &Ctx, os: &str, only: &[String]) -> (String, Report) {
     }
     // The console and serial line channels as the UML HOWTO describes them.
     for (name, result) in chan::run_cases(ctx, &kernel, &want) {
+        add_host_case(&mut host, name, result);
+    }
+    // hostfs as the UML HOWTO describes it, both ways, and its confinement.
+    for (name, result) in hostfs::run_cases(ctx, &kernel, &want) {
+        let result = known_defect_verdict(hostfs::BOTH_LAYERS_DEFECTS, "host layer", name, result);
         add_host_case(&mut host, name, result);
     }
     rep.cases.append(&mut host.cases);
@@ -1036,6 +1065,9 @@ ok 3 hostfs # SKIP no --hostfs-dir given
         assert!(!selected(&only, "host_net_tuntap"));
         assert!(!teardown::CASES.iter().any(|n| selected(&only[..1], n)));
         assert!(block::CASES.iter().all(|c| selected(&only, c.name)));
+        let only = vec!["host_hostfs".to_string()];
+        assert!(hostfs::CASES.iter().all(|n| selected(&only, n)));
+        assert!(!block::CASES.iter().any(|c| selected(&only, c.name)));
     }
 
     #[test]

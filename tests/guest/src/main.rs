@@ -10,6 +10,14 @@
 //!                                                     pattern for SEED to stdout
 //! uml-guest read-direct FILE OFFSET LEN               one O_DIRECT pread, the
 //!                                                     bytes read to stdout
+//! uml-guest rename2 FROM TO FLAG[,FLAG]               renameat2(2) with
+//!                                                     noreplace, exchange or 0
+//! uml-guest mmap-fsync FILE SEED LEN MODE WAIT SECS   the pattern for SEED
+//!                                                     into a shared mapping
+//!                                                     of FILE, fsync or
+//!                                                     fdatasync, then wait
+//! uml-guest fsmount FSTYPE TARGET [KEY=VALUE]...      mount through
+//!                                                     fsopen/fsconfig/fsmount
 //! uml-guest true                                      exit 0 (an exec target)
 //! uml-guest exit N                                    exit N (an exec target)
 //! uml-guest probe-stale ADDR                          exit 1 if the exec'ing
@@ -49,6 +57,9 @@ usage:
   uml-guest wait-file PATH SECS
   uml-guest pattern SEED LEN
   uml-guest read-direct FILE OFFSET LEN
+  uml-guest rename2 FROM TO noreplace|exchange|0
+  uml-guest mmap-fsync FILE SEED LEN fsync|fdatasync WAIT-PATH SECS
+  uml-guest fsmount FSTYPE TARGET [KEY=VALUE]...
   uml-guest true
   uml-guest exit N
   uml-guest probe-stale ADDR";
@@ -61,6 +72,9 @@ fn main() -> ExitCode {
         Some("wait-file") => cmd_wait_file(&args[1..]),
         Some("pattern") => cmd_pattern(&args[1..]),
         Some("read-direct") => cmd_read_direct(&args[1..]),
+        Some("rename2") => cmd_rename2(&args[1..]),
+        Some("mmap-fsync") => cmd_mmap_fsync(&args[1..]),
+        Some("fsmount") => cmd_fsmount(&args[1..]),
         Some("true") => Ok(ExitCode::SUCCESS),
         // Exec targets of the `exec` case.
         Some("exit") => Ok(ExitCode::from(
@@ -319,6 +333,246 @@ fn cmd_read_direct(args: &[String]) -> Result<ExitCode, String> {
         .write_all(&buf[..n])
         .and_then(|()| std::io::stdout().lock().flush())
         .map_err(|e| format!("writing to stdout: {e}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `renameat2(2)` flags named in `s` (comma-separated `noreplace`,
+/// `exchange`, or `0` for none).
+fn rename_flags(s: &str) -> Result<libc::c_uint, String> {
+    let mut flags = 0;
+    for w in s.split(',') {
+        flags |= match w {
+            "noreplace" => libc::RENAME_NOREPLACE,
+            "exchange" => libc::RENAME_EXCHANGE,
+            "0" => 0,
+            other => return Err(format!("unknown rename2 flag {other:?}")),
+        };
+    }
+    Ok(flags)
+}
+
+/// One renameat2(2) of FROM to TO with FLAGS (busybox `mv` has no way to
+/// pass them). Exits 0 if it succeeded, else prints `rename2: ERROR` with
+/// the errno's text and number on stderr and exits 1.
+fn cmd_rename2(args: &[String]) -> Result<ExitCode, String> {
+    use std::ffi::CString;
+    let [from, to, flags] = args else {
+        return Err(format!("rename2 FROM TO FLAGS\n{USAGE}"));
+    };
+    let flags = rename_flags(flags)?;
+    let c = |s: &str| CString::new(s).map_err(|e| format!("{s:?}: {e}"));
+    let (cfrom, cto) = (c(from)?, c(to)?);
+    // SAFETY: both paths are NUL-terminated and live across the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            cfrom.as_ptr(),
+            libc::AT_FDCWD,
+            cto.as_ptr(),
+            flags,
+        )
+    };
+    if r != 0 {
+        eprintln!(
+            "rename2: {from} {to} {flags:#x}: {}",
+            std::io::Error::last_os_error()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Maps the first LEN bytes of FILE (which must be at least that long)
+/// shared, writes the pattern for SEED into the mapping, then calls
+/// fsync(2) or fdatasync(2) (MODE) on the file: on a page-cache file
+/// system only that write-back (not the stores) sends the data on. Prints
+/// `mmap-fsync: synced LEN` and waits for WAIT-PATH (up to SECS seconds)
+/// with the mapping still in place, so that nothing else writes it back
+/// before the harness looked at the host's file.
+fn cmd_mmap_fsync(args: &[String]) -> Result<ExitCode, String> {
+    use std::io::Write;
+    let [path, seed, len, mode, wait, secs] = args else {
+        return Err(format!(
+            "mmap-fsync FILE SEED LEN MODE WAIT-PATH SECS\n{USAGE}"
+        ));
+    };
+    let (seed, len) = (parse_u64(seed)?, parse_u64(len)? as usize);
+    let secs: f64 = secs.parse().map_err(|e| format!("SECS: {e}"))?;
+    let datasync = match mode.as_str() {
+        "fsync" => false,
+        "fdatasync" => true,
+        other => {
+            return Err(format!(
+                "mmap-fsync: MODE is fsync or fdatasync, not {other:?}"
+            ));
+        }
+    };
+    if len == 0 {
+        return Err("mmap-fsync: LEN must not be 0".into());
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("open {path}: {e}"))?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    // SAFETY: a fresh shared mapping of an open file at an address the
+    // kernel chooses; it aliases no Rust object.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(format!(
+            "mmap {len} bytes of {path}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: the mapping is `len` bytes, readable and writable, and only
+    // this slice refers to it until the munmap below.
+    let mem = unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), len) };
+    pattern::fill(seed, 0, mem);
+    // SAFETY: no memory arguments.
+    let r = unsafe {
+        if datasync {
+            libc::fdatasync(fd)
+        } else {
+            libc::fsync(fd)
+        }
+    };
+    if r != 0 {
+        return Err(format!(
+            "{mode} {path}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    println!("mmap-fsync: synced {len}");
+    std::io::stdout()
+        .flush()
+        .map_err(|e| format!("stdout: {e}"))?;
+    let waited = wait_file(Path::new(wait), Duration::from_secs_f64(secs.max(0.0)));
+    // SAFETY: unmaps exactly the mapping made above; `mem` is not used again.
+    unsafe { libc::munmap(p, len) };
+    waited.map(|()| ExitCode::SUCCESS)
+}
+
+/// `<linux/mount.h>`: fsconfig(2) commands, fsopen/fsmount/move_mount
+/// flags (not in the libc crate).
+const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+
+/// Mounts a new FSTYPE file system on TARGET through the new mount API
+/// (fsopen(2), one `FSCONFIG_SET_STRING` per KEY=VALUE, `FSCONFIG_CMD_CREATE`,
+/// fsmount(2), move_mount(2)): the path by which a file system's
+/// `parse_param` sees each option on its own, which mount(8) and busybox do
+/// not take. On failure prints the failed step, its errno and the file
+/// system's messages (read from the fs_context) on stderr and exits 1.
+fn cmd_fsmount(args: &[String]) -> Result<ExitCode, String> {
+    use std::ffi::CString;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let [fstype, target, opts @ ..] = args else {
+        return Err(format!("fsmount FSTYPE TARGET [KEY=VALUE]...\n{USAGE}"));
+    };
+    let c = |s: &str| CString::new(s).map_err(|e| format!("{s:?}: {e}"));
+    let (cfstype, ctarget) = (c(fstype)?, c(target)?);
+    let mut kv = Vec::new();
+    for o in opts {
+        let (k, v) = o
+            .split_once('=')
+            .ok_or_else(|| format!("fsmount: option {o:?} is not KEY=VALUE"))?;
+        kv.push((c(k)?, c(v)?));
+    }
+    // SAFETY: the type name is NUL-terminated; no other memory arguments.
+    let fd = unsafe { libc::syscall(libc::SYS_fsopen, cfstype.as_ptr(), FSOPEN_CLOEXEC) };
+    if fd < 0 {
+        return Err(format!(
+            "fsopen {fstype}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: fsopen returned a new descriptor that nothing else owns.
+    let fsfd = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fsfd);
+    // The messages the file system logged in the context, one per read.
+    let messages = || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 1024];
+        // SAFETY: `buf` is writable for its length.
+        while let n @ 1.. = unsafe { libc::read(raw, buf.as_mut_ptr().cast(), buf.len()) } {
+            out.push(String::from_utf8_lossy(&buf[..n as usize]).into_owned());
+        }
+        out.join("; ")
+    };
+    let failed = |step: String| {
+        let e = std::io::Error::last_os_error();
+        eprintln!("fsmount: {step}: {e} [{}]", messages());
+        Ok(ExitCode::FAILURE)
+    };
+    for (k, v) in &kv {
+        // SAFETY: key and value are NUL-terminated and live across the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                raw,
+                FSCONFIG_SET_STRING,
+                k.as_ptr(),
+                v.as_ptr(),
+                0,
+            )
+        };
+        if r < 0 {
+            return failed(format!(
+                "fsconfig {}={}",
+                k.to_string_lossy(),
+                v.to_string_lossy()
+            ));
+        }
+    }
+    // SAFETY: no memory arguments (NULL key and value).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            raw,
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return failed("fsconfig FSCONFIG_CMD_CREATE".into());
+    }
+    // SAFETY: no memory arguments.
+    let m = unsafe { libc::syscall(libc::SYS_fsmount, raw, FSMOUNT_CLOEXEC, 0) };
+    if m < 0 {
+        return failed("fsmount".into());
+    }
+    // SAFETY: fsmount returned a new descriptor that nothing else owns.
+    let mfd = unsafe { OwnedFd::from_raw_fd(m as libc::c_int) };
+    // SAFETY: the empty path and the target are NUL-terminated and live
+    // across the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            std::os::fd::AsRawFd::as_raw_fd(&mfd),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            ctarget.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        return failed(format!("move_mount to {target}"));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
