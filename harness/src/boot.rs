@@ -55,6 +55,10 @@ pub struct BootSpec {
     pub timeout: Duration,
     /// Copy the console to the harness's stdout as it arrives.
     pub echo_console: bool,
+    /// Environment variables set for the kernel process (and so for the host
+    /// helpers it runs, e.g. `PATH` and `DISPLAY` for the channels' helpers),
+    /// on top of the harness's own environment.
+    pub env: Vec<(String, String)>,
 }
 
 impl BootSpec {
@@ -70,6 +74,7 @@ impl BootSpec {
             extra_args: Vec::new(),
             timeout: Duration::from_secs(120),
             echo_console: false,
+            env: Vec::new(),
         }
     }
 }
@@ -358,6 +363,7 @@ impl Guest {
             .stdin(Stdio::from(in_r))
             .stdout(Stdio::from(out_w.try_clone().context("dup")?))
             .stderr(Stdio::from(out_w))
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .process_group(0);
         // It makes two system calls (sched_setaffinity, setrlimit) through nix wrappers that
         // neither allocate nor lock; `cpuset` is a plain bitmask copied into the closure.
@@ -691,6 +697,7 @@ pub fn run(ctx: &Ctx, args: &crate::cli::RunArgs) -> Result<i32> {
         extra_args,
         timeout: Duration::from_secs(args.timeout),
         echo_console: true,
+        env: Vec::new(),
     };
     let t = Instant::now();
     let guest = Guest::start(&spec, ctx)?;
@@ -778,6 +785,21 @@ mod tests {
         assert!(out.console.contains("hello\n@@HARNESS-EXIT 4@@"));
         assert!(gone(pid));
         assert!(!dir.parent().unwrap().exists());
+    }
+
+    #[test]
+    fn spec_env_reaches_the_kernel_process() {
+        let (_t, mut spec) = fake(
+            "echo \"env=$UML_HARNESS_TEST_ENV\"; echo '@@HARNESS-EXIT 0@@'",
+            20,
+        );
+        spec.env
+            .push(("UML_HARNESS_TEST_ENV".into(), "a:b c".into()));
+        let out = Guest::start_with_initrd(&spec, Path::new("/x"))
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(out.console.contains("env=a:b c\n"), "{}", out.console);
     }
 
     #[test]

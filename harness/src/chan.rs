@@ -14,7 +14,8 @@
 //!   `tty-index:` in `/proc/PID/fdinfo` names `/dev/pts/N`; what the guest writes to
 //!   `/dev/tty1` (fresh random text) arrives there, and a line the host writes there
 //!   (fresh random text, made after the boot started) is what the guest reads.
-//!   `mconsole config con1` is recorded, not judged (both layers answer `OK pts`).
+//!   Once the guest has opened the line, `mconsole config con1` must answer
+//!   `OK pts:/dev/pts/N` for that pty (before the open it answers `OK pts`, recorded).
 //! * `host_chan_tty`: the same both ways through `/dev/tty2` and the host's pty master.
 //! * `host_chan_fd_null`: both ways through `/dev/tty5` and the two pipes (the `in,out`
 //!   pair form with two different descriptors); `/dev/tty4` (global `con=null` beside
@@ -89,7 +90,7 @@ pub(crate) fn parse_size(s: &str) -> Option<(u16, u16)> {
 }
 
 /// Text to show in a diagnostic: control characters escaped, clipped.
-fn show(b: &[u8]) -> String {
+pub(crate) fn show(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(b).escape_debug().to_string();
     if s.chars().count() > 200 {
         format!("{}...", s.chars().take(200).collect::<String>())
@@ -132,7 +133,7 @@ fn open_tty(path: &str) -> Result<File> {
 }
 
 /// A new host pty pair: (master, slave path). The harness keeps both.
-fn host_pty() -> Result<(File, String, File)> {
+pub(crate) fn host_pty() -> Result<(File, String, File)> {
     let master = open_tty("/dev/ptmx")?;
     let fd = master.as_raw_fd();
     let mut n: libc::c_uint = 0;
@@ -173,7 +174,12 @@ fn cloexec(fd: &OwnedFd) -> Result<()> {
 
 /// Reads from `f` until what arrived holds `needle` (returns everything read) or
 /// `limit` passes (fails, quoting what arrived).
-fn read_until(f: &mut File, needle: &str, limit: Duration, what: &str) -> Result<Vec<u8>> {
+pub(crate) fn read_until<R: Read + AsFd>(
+    f: &mut R,
+    needle: &str,
+    limit: Duration,
+    what: &str,
+) -> Result<Vec<u8>> {
     let t = Instant::now();
     let mut got = Vec::new();
     loop {
@@ -210,7 +216,7 @@ fn read_until(f: &mut File, needle: &str, limit: Duration, what: &str) -> Result
     }
 }
 
-fn set_winsize(f: &File, rows: u16, cols: u16) -> Result<()> {
+pub(crate) fn set_winsize(f: &impl AsRawFd, rows: u16, cols: u16) -> Result<()> {
     let ws = libc::winsize {
         ws_row: rows,
         ws_col: cols,
@@ -399,11 +405,11 @@ fn boot(ctx: &Ctx, kernel: &Path, res: &mut Results) -> Result<()> {
 
     // Line 1's pty.
     let ptmx = ptmx_fds(guest.pid())?;
-    let (pts_path, mut pts) = match ptmx.as_slice() {
+    let (pts_dev, pts_path, mut pts) = match ptmx.as_slice() {
         [(fd, Some(n))] => {
             let p = format!("/dev/pts/{n}");
             let f = open_tty(&p)?;
-            (format!("{p} (kernel fd {fd})"), f)
+            (p.clone(), format!("{p} (kernel fd {fd})"), f)
         }
         other => bail!(
             "the kernel process {} should hold one /dev/ptmx descriptor with a tty-index \
@@ -411,7 +417,7 @@ fn boot(ctx: &Ctx, kernel: &Path, res: &mut Results) -> Result<()> {
             guest.pid()
         ),
     };
-    let config = block::mc_guest(&guest, &sock, &["config", "con1"]);
+    let config_before = block::mc_guest(&guest, &sock, &["config", "con1"]);
     block::release(&hostfs, "go")?;
 
     let h2g = |k| format!("h2g-{}", word(block::fresh_seed(), k));
@@ -419,17 +425,28 @@ fn boot(ctx: &Ctx, kernel: &Path, res: &mut Results) -> Result<()> {
         let mut tx = pts.try_clone()?;
         both_ways(&mut guest, &mut pts, &mut tx, "pts", &g2h, &h2g(2))
     };
+    // Once the guest has opened the line, mconsole names the host device.
+    let config_open = block::mc_guest(&guest, &sock, &["config", "con1"]);
     finish(
         res,
         PTS,
-        pts_r.map(|f| {
-            format!(
-                "{pts_path}: {f}; mconsole config con1: {}",
-                match &config {
-                    Ok(c) => format!("{c:?}"),
-                    Err(e) => format!("failed: {e:#}"),
-                }
-            )
+        pts_r.and_then(|f| {
+            let want = format!("OK pts:{pts_dev}");
+            let before = match &config_before {
+                Ok(c) => format!("{c:?}"),
+                Err(e) => format!("failed: {e:#}"),
+            };
+            match config_open {
+                Ok(c) if c == want => Ok(format!(
+                    "{pts_path}: {f}; mconsole config con1: {before} before the guest's open, \
+                     {c:?} after"
+                )),
+                Ok(c) => bail!(
+                    "{f}; mconsole config con1 after the guest opened /dev/tty1 answered {c:?}, \
+                     expected {want:?} (the kernel's pty)"
+                ),
+                Err(e) => Err(e.context("mconsole config con1 after the guest's open")),
+            }
         }),
     );
     let tty_r = {

@@ -36,6 +36,9 @@ pub const HOST_PACKAGES: &[&str] = &[
     "e2fsprogs",
     // guest-to-host throughput over the vector transports (`bench-net`, net cases)
     "iperf3",
+    // the certificate the port channel's telnetd (telnetd-ssl, downloaded into the
+    // cache, not installed) insists on (`host_chan_port`)
+    "openssl",
 ];
 
 /// Installed version of each package that is installed (dpkg status `ii`).

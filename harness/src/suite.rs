@@ -61,6 +61,7 @@ use anyhow::{Context, Result, bail};
 use crate::block;
 use crate::boot::{self, BootSpec, Guest};
 use crate::chan;
+use crate::chan_helper;
 use crate::cli::TestArgs;
 use crate::hostfs;
 use crate::mconsole;
@@ -793,6 +794,10 @@ fn test_kernel(ctx: &Ctx, os: &str, only: &[String]) -> (String, Report) {
     }
     // The console and serial line channels as the UML HOWTO describes them.
     for (name, result) in chan::run_cases(ctx, &kernel, &want) {
+        add_host_case(&mut host, name, result);
+    }
+    // The channels that run host helpers: port (through in.telnetd) and xterm.
+    for (name, result) in chan_helper::run_cases(ctx, &kernel, &want) {
         add_host_case(&mut host, name, result);
     }
     // hostfs as the UML HOWTO describes it, both ways, and its confinement.
