@@ -100,18 +100,28 @@ const HOST_LIB_DIRS: &[&str] = &[
     "/lib/x86_64-linux-gnu",
 ];
 
+/// The guest command that runs the host's dynamically linked `program`
+/// (e.g. `/usr/bin/fio`) with the host's loader and libraries, all under
+/// the guest's hostfs mount of the host's `/` at `/host`.
+pub(crate) fn host_exec(program: &str) -> String {
+    let libs: Vec<String> = HOST_LIB_DIRS.iter().map(|d| format!("/host{d}")).collect();
+    format!(
+        "/host{HOST_LOADER} --library-path {} /host{program}",
+        libs.join(":")
+    )
+}
+
 /// The guest script of one job: mount / of the host read-only, run fio,
 /// print one marked line `@@FIO <job> <iops> <KiB/s>`.
 fn guest_script(job: &Job, runtime: u32) -> String {
-    let libs: Vec<String> = HOST_LIB_DIRS.iter().map(|d| format!("/host{d}")).collect();
     format!(
         "mkdir -p /host && mount -t hostfs -o ro,/ none /host || exit 10\n\
-         out=$(/host{HOST_LOADER} --library-path {libs} /host{HOST_FIO} --name={name} \
+         out=$({fio} --name={name} \
          --filename=/dev/ubda --rw={rw} --bs={bs} --iodepth={qd} {extra}--ioengine=libaio \
          --direct=1 --runtime={runtime} --time_based --output-format=terse \
          --terse-version=3 2>&1) || {{ echo \"$out\"; exit 11; }}\n\
          echo \"{MARK} {name} $out\"\n",
-        libs = libs.join(":"),
+        fio = host_exec(HOST_FIO),
         name = job.name,
         rw = job.rw,
         bs = job.bs,

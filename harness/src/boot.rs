@@ -59,6 +59,9 @@ pub struct BootSpec {
     /// helpers it runs, e.g. `PATH` and `DISPLAY` for the channels' helpers),
     /// on top of the harness's own environment.
     pub env: Vec<(String, String)>,
+    /// A network namespace file (`/run/netns/NAME`) the kernel runs in, with all its
+    /// host processes; `None` = the harness's own.
+    pub netns: Option<PathBuf>,
 }
 
 impl BootSpec {
@@ -75,6 +78,7 @@ impl BootSpec {
             timeout: Duration::from_secs(120),
             echo_console: false,
             env: Vec::new(),
+            netns: None,
         }
     }
 }
@@ -344,6 +348,14 @@ impl Guest {
             }
         }
         let cpuset = spec.cpu.map(sys::single_cpu_set).transpose()?;
+        // Close-on-exec: the kernel does not inherit it.
+        let netns = spec
+            .netns
+            .as_ref()
+            .map(|p| {
+                File::open(p).with_context(|| format!("opening network namespace {}", p.display()))
+            })
+            .transpose()?;
         let dir = tempfile::Builder::new()
             .prefix("uml-harness-")
             .tempdir()
@@ -365,11 +377,15 @@ impl Guest {
             .stderr(Stdio::from(out_w))
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .process_group(0);
-        // It makes two system calls (sched_setaffinity, setrlimit) through nix wrappers that
-        // neither allocate nor lock; `cpuset` is a plain bitmask copied into the closure.
+        // It makes up to three system calls (setns, sched_setaffinity, setrlimit) through nix
+        // wrappers that neither allocate nor lock; `cpuset` is a plain bitmask copied into
+        // the closure, `netns` an open descriptor moved into it.
         // SAFETY: the closure runs in the forked child before exec and is async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {
+                if let Some(ns) = &netns {
+                    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+                }
                 if let Some(set) = &cpuset {
                     nix::sched::sched_setaffinity(Pid::from_raw(0), set)?;
                 }
@@ -698,6 +714,7 @@ pub fn run(ctx: &Ctx, args: &crate::cli::RunArgs) -> Result<i32> {
         timeout: Duration::from_secs(args.timeout),
         echo_console: true,
         env: Vec::new(),
+        netns: None,
     };
     let t = Instant::now();
     let guest = Guest::start(&spec, ctx)?;

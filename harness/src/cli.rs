@@ -55,6 +55,10 @@ pub enum Command {
     /// Run fio in the guest on a ubd disk (random 4 KiB reads at queue depth 1
     /// and 32, sequential 1 MiB reads and writes), kernels interleaved.
     BenchBlock(BenchBlockArgs),
+    /// Network throughput (iperf3 over the vector driver's tap and raw
+    /// transports, both directions) and mconsole `version` latency, kernels
+    /// interleaved; needs root.
+    BenchNet(BenchNetArgs),
     /// The main job: setup, build both kernels, verify the link, run the guest
     /// suite on the Rust kernel and print the benchmark table.
     Demo(BenchArgs),
@@ -187,6 +191,25 @@ pub struct BenchBlockArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct BenchNetArgs {
+    /// Rounds (each kernel booted once per round, interleaved).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Seconds of each iperf3 test (four per boot).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=600))]
+    pub seconds: u32,
+    /// mconsole `version` requests timed per boot.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub requests: u32,
+    /// Kernels to compare (comma-separated): c, rust, debian or a path.
+    #[arg(long, value_delimiter = ',', default_value = "c,rust")]
+    pub kernels: Vec<String>,
+    /// Where to write the JSON results [default: <cache>/bench-net.json].
+    #[arg(long, default_value = "", hide_default_value = true, value_parser = any_path)]
+    pub json: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct FuzzArgs {
     /// The target: a file name of fuzz/fuzz_targets/ without `.rs` (e.g. cow_header).
     pub target: String,
@@ -287,6 +310,36 @@ mod tests {
         assert!(Cli::try_parse_from(["uml-harness", "fuzz"]).is_err());
         // -max_total_time=0 would be "forever".
         assert!(Cli::try_parse_from(["uml-harness", "fuzz", "cow_header", "--seconds=0"]).is_err());
+    }
+
+    #[test]
+    fn bench_net_options() {
+        let cli = Cli::try_parse_from(["uml-harness", "bench-net"]).unwrap();
+        let Command::BenchNet(b) = cli.command else {
+            panic!("not bench-net")
+        };
+        assert_eq!((b.rounds, b.seconds, b.requests), (3, 5, 2000));
+        assert_eq!(b.kernels, ["c", "rust"]);
+        assert!(b.json.as_os_str().is_empty());
+        let cli = Cli::try_parse_from([
+            "uml-harness",
+            "bench-net",
+            "--rounds",
+            "5",
+            "--seconds=2",
+            "--requests",
+            "100",
+            "--kernels",
+            "rust",
+        ])
+        .unwrap();
+        let Command::BenchNet(b) = cli.command else {
+            panic!("not bench-net")
+        };
+        assert_eq!((b.rounds, b.seconds, b.requests), (5, 2, 100));
+        assert_eq!(b.kernels, ["rust"]);
+        assert!(Cli::try_parse_from(["uml-harness", "bench-net", "--seconds", "0"]).is_err());
+        assert!(Cli::try_parse_from(["uml-harness", "bench-net", "--requests=0"]).is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod archive;
 mod bench;
 mod bench_block;
+mod bench_net;
 mod block;
 mod boot;
 mod build_selftest;
@@ -15,11 +16,13 @@ mod fuzz;
 mod hostcheck;
 mod hostfs;
 mod initramfs;
+mod iperf;
 mod kbuild;
 mod kernel_src;
 mod kunit;
 mod mconsole;
 mod net;
+mod net_l2tp;
 mod paths;
 mod physmem;
 mod protocol;
@@ -64,6 +67,7 @@ fn real_main() -> Result<i32> {
             bench::run(&ctx, &a)?
         }
         Command::BenchBlock(a) => bench_block::run(&ctx, &a)?,
+        Command::BenchNet(a) => bench_net::run(&ctx, &a)?,
         Command::Fuzz(a) => return fuzz::run(&ctx, &a),
         Command::Demo(mut a) => {
             if a.json.as_os_str().is_empty() {

@@ -318,13 +318,13 @@ fn clip(s: &str, n: usize) -> String {
 // ---------------------------------------------------------------------------
 // A client socket of the harness's own.
 
-struct Client {
+pub(crate) struct Client {
     sock: UnixDatagram,
 }
 
 impl Client {
     /// A datagram socket bound to `dir/name`, so that replies come back.
-    fn bind(dir: &Path, name: &str) -> Result<Client> {
+    pub(crate) fn bind(dir: &Path, name: &str) -> Result<Client> {
         let path = dir.join(name);
         let sock = UnixDatagram::bind(&path)
             .with_context(|| format!("binding a datagram socket to {}", path.display()))?;
@@ -370,7 +370,7 @@ impl Client {
     /// Sends `cmd` as `uml_mconsole` does and reads the reply up to its packet with
     /// `more` 0; fails on a datagram that is not a v2 reply, or if the last packet does
     /// not come within `wait` of the one before.
-    fn ask(&self, to: &Path, cmd: &str, wait: Duration) -> Result<Vec<Reply>> {
+    pub(crate) fn ask(&self, to: &Path, cmd: &str, wait: Duration) -> Result<Vec<Reply>> {
         self.send(to, &request(cmd))?;
         self.read_reply(cmd, wait)
     }

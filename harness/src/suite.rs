@@ -25,10 +25,11 @@
 //!    mconsole `reboot`, and after a guest panic (`host_halt_no_leftovers`,
 //!    `host_reboot_no_leftovers`, `host_panic_no_leftovers`).
 //! 6. On the Rust kernel, three short boots check where physical memory
-//!    goes (see [`crate::physmem`]); on both, one more boot checks the legacy
-//!    tuntap network transport through a host tap device: pings and a TCP
-//!    round trip (`host_net_tuntap`, and `host_net_vector_tap` through the
-//!    vector driver, see [`crate::net`]).
+//!    goes (see [`crate::physmem`]); on both, four more boots check the
+//!    network transports, each in a network namespace of its own: pings, a
+//!    TCP round trip and iperf3 both ways (`host_net_tuntap` for the legacy
+//!    driver, `host_net_vector_tap`, `host_net_vector_raw` and
+//!    `host_net_vector_l2tpv3` for the vector driver, see [`crate::net`]).
 //! 7. Eleven short boots check the block driver (ubd) as the UML HOWTO
 //!    describes it: ext4, COW files, read-only devices, odd sizes, TRIM,
 //!    hot-plug, host I/O errors, sync before halt (`host_ubd_*`, see
@@ -763,17 +764,12 @@ fn test_kernel(ctx: &Ctx, os: &str, only: &[String]) -> (String, Report) {
             }
         }
     }
-    // The legacy tuntap network transport, end to end through a host tap.
-    if want(net::CASE) {
-        add_host_case(&mut host, net::CASE, net::tuntap_case(ctx, &kernel));
-    }
-    // The vector driver's tap transport, the same way.
-    if want(net::VECTOR_TAP_CASE) {
-        add_host_case(
-            &mut host,
-            net::VECTOR_TAP_CASE,
-            net::vector_tap_case(ctx, &kernel),
-        );
+    // The network transports (legacy tuntap; vector tap, raw, l2tpv3), end
+    // to end, each in a network namespace of its own.
+    for &(name, transport) in net::CASES {
+        if want(name) {
+            add_host_case(&mut host, name, net::run_case(ctx, &kernel, transport));
+        }
     }
     // The block driver (ubd) as the UML HOWTO describes it, on real boots.
     for case in block::CASES {
