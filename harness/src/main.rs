@@ -26,6 +26,7 @@ mod net_l2tp;
 mod paths;
 mod physmem;
 mod protocol;
+mod rtcdog;
 mod setup;
 mod signals;
 mod suite;

@@ -41,7 +41,9 @@
 //! 9. One boot checks the console and serial line channels (`host_chan_*`,
 //!    see [`crate::chan`]); two check hostfs both ways, its `append` mode
 //!    and the confinement of `hostfs=DIR` (`host_hostfs_*`, see
-//!    [`crate::hostfs`]).
+//!    [`crate::hostfs`]); one the real-time clock's alarm and the
+//!    hardware watchdog's helper (`host_rtc_alarm`, `host_harddog*`, see
+//!    [`crate::rtcdog`]).
 //!
 //! With `--only PREFIX`, the main boot (steps 1 to 4) is skipped and only the
 //! cases of steps 5 to 9 whose names start with a PREFIX run.
@@ -69,6 +71,7 @@ use crate::mconsole;
 use crate::net;
 use crate::paths::Ctx;
 use crate::physmem;
+use crate::rtcdog;
 use crate::teardown;
 
 // The guest's byte patterns and storage protocol, compiled from the guest's
@@ -799,6 +802,10 @@ fn test_kernel(ctx: &Ctx, os: &str, only: &[String]) -> (String, Report) {
     // hostfs as the UML HOWTO describes it, both ways, and its confinement.
     for (name, result) in hostfs::run_cases(ctx, &kernel, &want) {
         let result = known_defect_verdict(hostfs::BOTH_LAYERS_DEFECTS, "host layer", name, result);
+        add_host_case(&mut host, name, result);
+    }
+    // The real-time clock's alarm and the hardware watchdog's helper.
+    for (name, result) in rtcdog::run_cases(ctx, &kernel, &want) {
         add_host_case(&mut host, name, result);
     }
     rep.cases.append(&mut host.cases);

@@ -507,6 +507,10 @@ pub const C_HEADERS: &[&str] = &[
     "linux/filter.h",
     "stdbool.h",
     "vector_user.h",
+    // um-drivers/rtc_user and um-drivers/harddog_user: their prototypes
+    // (rtc.h uses bool, from stdbool.h above).
+    "rtc.h",
+    "harddog.h",
     // Last: with __UM_HOST__ it defines u32 as a macro.
     "mconsole.h",
 ];
@@ -679,6 +683,76 @@ mod mconsole_facts {
         ),
     ];
 }
+
+/// The fact that the C function `$name` has the type `$c_type` (a
+/// pointer-to-function type), which the Rust function `$rust` must have
+/// too: checked here by the compiler, in the kernel build by the guard.
+macro_rules! prototype {
+    ($name:ident, $c_type:literal, $rust:path: $rust_ty:ty) => {{
+        const _: $rust_ty = $rust;
+        konst(
+            concat!(
+                "__builtin_types_compatible_p(__typeof__(&",
+                stringify!($name),
+                "), ",
+                $c_type,
+                ")"
+            ),
+            1,
+        )
+    }};
+}
+
+/// um-drivers/rtc_user and um-drivers/harddog_user share no structure
+/// with their kernel halves, only the functions of rtc.h and harddog.h.
+const DRIVER_PROTOTYPES: [AbiFact; 8] = {
+    use core::ffi::{c_char, c_int, c_ulonglong};
+
+    use crate::abi::um_drivers::harddog_user as dog;
+    use crate::abi::um_drivers::rtc_user as rtc;
+    [
+        prototype!(
+            uml_rtc_start,
+            "int (*)(bool)",
+            rtc::uml_rtc_start: extern "C" fn(bool) -> c_int
+        ),
+        prototype!(
+            uml_rtc_enable_alarm,
+            "int (*)(unsigned long long)",
+            rtc::uml_rtc_enable_alarm: extern "C" fn(c_ulonglong) -> c_int
+        ),
+        prototype!(
+            uml_rtc_disable_alarm,
+            "void (*)(void)",
+            rtc::uml_rtc_disable_alarm: extern "C" fn()
+        ),
+        prototype!(
+            uml_rtc_stop,
+            "void (*)(bool)",
+            rtc::uml_rtc_stop: extern "C" fn(bool)
+        ),
+        prototype!(
+            uml_rtc_send_timetravel_alarm,
+            "void (*)(void)",
+            rtc::uml_rtc_send_timetravel_alarm: extern "C" fn()
+        ),
+        prototype!(
+            start_watchdog,
+            "int (*)(int *, int *, char *)",
+            dog::start_watchdog: unsafe extern "C" fn(*mut c_int, *mut c_int, *mut c_char) -> c_int
+        ),
+        prototype!(
+            stop_watchdog,
+            "void (*)(int, int)",
+            dog::stop_watchdog: extern "C" fn(c_int, c_int)
+        ),
+        prototype!(
+            ping_watchdog,
+            "int (*)(int)",
+            dog::ping_watchdog: extern "C" fn(c_int) -> c_int
+        ),
+    ]
+};
 
 const MCONSOLE_CONSTANTS: [AbiFact; 9] = {
     use crate::abi::um_drivers::mconsole_user::{MCONSOLE_INTR, MCONSOLE_PROC};
@@ -915,6 +989,7 @@ pub fn abi_facts() -> Vec<AbiFact> {
     facts.extend_from_slice(&mconsole_facts::MC_REQUEST);
     facts.extend_from_slice(&mconsole_facts::FIELD_SIZES);
     facts.extend_from_slice(&MCONSOLE_CONSTANTS);
+    facts.extend_from_slice(&DRIVER_PROTOTYPES);
     facts.extend_from_slice(&chan_facts::OPTS);
     facts.extend_from_slice(&chan_facts::OPS_FACTS);
     facts.extend_from_slice(&chan_facts::FIELD_SIZES);
@@ -1157,6 +1232,28 @@ mod tests {
         assert!(c.find("#include <chan_user.h>") < c.find("#include <mconsole.h>"));
         assert!(c.contains("offsetof(struct chan_ops, type) == 0"));
         assert!(c.contains("offsetof(struct chan_ops, winch) == 72"));
+    }
+
+    #[test]
+    fn rtc_and_harddog_prototypes_are_checked() {
+        let c = render_guard_c(&abi_facts());
+        let (stdbool, rtc, mconsole) = (
+            c.find("#include <stdbool.h>").unwrap(),
+            c.find("#include <rtc.h>").unwrap(),
+            c.find("#include <mconsole.h>").unwrap(),
+        );
+        assert!(stdbool < rtc && rtc < mconsole);
+        assert!(c.contains("#include <harddog.h>"));
+        assert!(c.contains(
+            "RUST_ABI((__builtin_types_compatible_p(__typeof__(&uml_rtc_start), int (*)(bool))) == 1LL"
+        ));
+        assert!(c.contains(
+            "__builtin_types_compatible_p(__typeof__(&start_watchdog), int (*)(int *, int *, char *))"
+        ));
+        assert_eq!(
+            c.matches("RUST_ABI((__builtin_types_compatible_p(").count(),
+            8
+        );
     }
 
     #[test]
