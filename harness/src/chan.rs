@@ -41,7 +41,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::libc;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -49,7 +49,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use crate::block::{self, KWARN, MARK, STEP_LIMIT};
 use crate::boot::Guest;
 use crate::paths::Ctx;
-use crate::suite::proto;
+use crate::suite::{self, proto};
 
 pub const PTS: &str = "host_chan_pts";
 pub const TTY: &str = "host_chan_tty";
@@ -345,25 +345,7 @@ pub fn run_cases(ctx: &Ctx, kernel: &Path, want: &dyn Fn(&str) -> bool) -> Resul
     let mut res = Results::new();
     let boot = boot(ctx, kernel, &mut res);
     let secs = t.elapsed().as_secs_f64();
-    let boot_err = boot.err().map(|e| format!("{e:#}"));
-    CASES
-        .iter()
-        .filter(|n| want(n))
-        .map(|&name| {
-            let own = res
-                .iter()
-                .position(|(n, _)| *n == name)
-                .map(|i| res.remove(i).1);
-            let r = match (own, &boot_err) {
-                (Some(Err(e)), _) => Err(e),
-                (Some(Ok(f)), None) => Ok(format!("{f}; {secs:.1}s (one boot for all host_chan_)")),
-                (Some(Ok(_)), Some(e)) => Err(anyhow!("the shared boot failed afterwards: {e}")),
-                (None, Some(e)) => Err(anyhow!("{e}")),
-                (None, None) => Err(anyhow!("the boot reported no result for this case")),
-            };
-            (name, r)
-        })
-        .collect()
+    suite::shared_boot_verdicts(&CASES, want, res, boot, secs, "one boot for all host_chan_")
 }
 
 fn boot(ctx: &Ctx, kernel: &Path, res: &mut Results) -> Result<()> {

@@ -880,15 +880,14 @@ pub fn run_cases(ctx: &Ctx, kernel: &Path, want: &dyn Fn(&str) -> bool) -> Resul
         let mut res = Results::new();
         let boot = main_boot(ctx, kernel, &mut res);
         let secs = t.elapsed().as_secs_f64();
-        collect(
-            &mut out,
+        out.extend(suite::shared_boot_verdicts(
             &MAIN_CASES,
+            want,
             res,
             boot,
             secs,
             "main hostfs boot",
-            want,
-        );
+        ));
     }
     if want(APPEND) {
         let t = Instant::now();
@@ -897,33 +896,6 @@ pub fn run_cases(ctx: &Ctx, kernel: &Path, want: &dyn Fn(&str) -> bool) -> Resul
         out.push((APPEND, r.map(|f| format!("{f}; {secs:.1}s"))));
     }
     out
-}
-
-/// Puts each wanted case of a boot into `out`: its own result, or the
-/// boot's failure.
-fn collect(
-    out: &mut Results,
-    names: &[&'static str],
-    mut res: Results,
-    boot: Result<()>,
-    secs: f64,
-    what: &str,
-    want: &dyn Fn(&str) -> bool,
-) {
-    let boot_err = boot.err().map(|e| format!("{e:#}"));
-    for &name in names.iter().filter(|n| want(n)) {
-        let own = res
-            .iter()
-            .position(|(n, _)| *n == name)
-            .map(|i| res.remove(i).1);
-        let r = match (own, &boot_err) {
-            (_, Some(e)) => Err(anyhow!("{what}: {e}")),
-            (Some(Err(e)), None) => Err(e),
-            (Some(Ok(f)), None) => Ok(format!("{f}; {secs:.1}s ({what})")),
-            (None, None) => Err(anyhow!("the boot reported no result for this case")),
-        };
-        out.push((name, r));
-    }
 }
 
 fn main_boot(ctx: &Ctx, kernel: &Path, res: &mut Results) -> Result<()> {

@@ -522,31 +522,13 @@ fn run_group(g: &Group, ctx: &Ctx, kernel: &Path) -> Results {
     let t = Instant::now();
     let mut got: Results = Vec::new();
     let boot = (g.body)(ctx, kernel, &mut got);
-    let secs = t.elapsed().as_secs_f64();
-    let shared = if g.cases.len() > 1 {
-        format!(" (one boot for {})", g.cases.join(", "))
+    let what = if g.cases.len() > 1 {
+        format!("one boot for {}", g.cases.join(", "))
     } else {
         String::new()
     };
-    let boot_err = boot.err().map(|e| format!("{e:#}"));
-    g.cases
-        .iter()
-        .map(|&name| {
-            let own = got
-                .iter()
-                .position(|(n, _)| *n == name)
-                .map(|i| got.remove(i).1);
-            let r = match (own, &boot_err) {
-                (Some(Err(e)), _) => Err(e),
-                (Some(Ok(fact)), None) if fact.starts_with("skipped: ") => Ok(fact),
-                (Some(Ok(fact)), None) => Ok(format!("{fact}; {secs:.1}s{shared}")),
-                (Some(Ok(_)), Some(e)) => Err(anyhow!("the shared boot failed afterwards: {e}")),
-                (None, Some(e)) => Err(anyhow!("{e}")),
-                (None, None) => Err(anyhow!("the boot reported no result for this case")),
-            };
-            (name, r)
-        })
-        .collect()
+    let secs = t.elapsed().as_secs_f64();
+    suite::shared_boot_verdicts(g.cases, &|_| true, got, boot, secs, &what)
 }
 
 /// `uml_mconsole SOCKET ARGS...` must answer `OK`; returns the reply's text (its

@@ -35,7 +35,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use crate::block::{self, KWARN, MARK, STEP_LIMIT};
 use crate::boot::Guest;
 use crate::paths::Ctx;
-use crate::suite::proto;
+use crate::suite::{self, proto};
 
 pub const RTC: &str = "host_rtc_alarm";
 pub const DOG: &str = "host_harddog";
@@ -341,25 +341,11 @@ pub fn run_cases(ctx: &Ctx, kernel: &Path, want: &dyn Fn(&str) -> bool) -> Resul
     let mut res = Results::new();
     let boot = boot(ctx, kernel, &mut res);
     let secs = t.elapsed().as_secs_f64();
-    let boot_err = boot.err().map(|e| format!("{e:#}"));
     let c_half = c_dog_half(kernel);
-    CASES
-        .iter()
-        .filter(|n| want(n))
-        .map(|&name| {
-            let own = res
-                .iter()
-                .position(|(n, _)| *n == name)
-                .map(|i| res.remove(i).1);
-            let r = match (own, &boot_err) {
-                (Some(Err(e)), _) => Err(e),
-                (Some(Ok(f)), None) => Ok(format!(
-                    "{f}; {secs:.1}s (one boot for host_rtc_alarm and host_harddog*)"
-                )),
-                (Some(Ok(_)), Some(e)) => Err(anyhow!("the shared boot failed afterwards: {e}")),
-                (None, Some(e)) => Err(anyhow!("{e}")),
-                (None, None) => Err(anyhow!("the boot reported no result for this case")),
-            };
+    let what = "one boot for host_rtc_alarm and host_harddog*";
+    suite::shared_boot_verdicts(&CASES, want, res, boot, secs, what)
+        .into_iter()
+        .map(|(name, r)| {
             let r = if name == DOG_REAPED {
                 reaped_verdict(c_half, r)
             } else {

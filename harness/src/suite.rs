@@ -680,6 +680,52 @@ fn add_guest_results(rep: &mut Report, console: &str) {
 
 /// Adds a host case whose result is a diagnostic line (`Ok`), a skip
 /// (`Ok("skipped: why")`) or a failure.
+/// Results of host cases: each case's name, then a diagnostic or its failure.
+pub type CaseResults = Vec<(&'static str, Result<String>)>;
+
+/// The verdicts of the cases `names` (those `want` selects, in that order)
+/// that share one boot: each case's own result from `got` (a diagnostic gets
+/// the boot's time and `what`, e.g. "one boot for a, b"; `""` for none); a
+/// failure of the boot itself (it did not come up, a step it waited for
+/// never came, a kernel WARNING) fails every case that had not failed on its
+/// own, since none of them can be trusted then.
+pub fn shared_boot_verdicts(
+    names: &[&'static str],
+    want: &dyn Fn(&str) -> bool,
+    mut got: CaseResults,
+    boot: Result<()>,
+    secs: f64,
+    what: &str,
+) -> CaseResults {
+    let boot_err = boot.err().map(|e| format!("{e:#}"));
+    let what = if what.is_empty() {
+        String::new()
+    } else {
+        format!(" ({what})")
+    };
+    names
+        .iter()
+        .filter(|n| want(n))
+        .map(|&name| {
+            let own = got
+                .iter()
+                .position(|(n, _)| *n == name)
+                .map(|i| got.remove(i).1);
+            let r = match (own, &boot_err) {
+                (Some(Err(e)), _) => Err(e),
+                (Some(Ok(fact)), None) if fact.starts_with("skipped: ") => Ok(fact),
+                (Some(Ok(fact)), None) => Ok(format!("{fact}; {secs:.1}s{what}")),
+                (Some(Ok(_)), Some(e)) => {
+                    Err(anyhow::anyhow!("the shared boot failed afterwards: {e}"))
+                }
+                (None, Some(e)) => Err(anyhow::anyhow!("{e}")),
+                (None, None) => Err(anyhow::anyhow!("the boot reported no result for this case")),
+            };
+            (name, r)
+        })
+        .collect()
+}
+
 /// The verdict on a case listed in `defects` (case name, why it fails) as a
 /// known defect of `layer`: a failure is reported as a skip saying why and
 /// what was found; a pass is a failure, so that the list stays true. A case
