@@ -671,5 +671,29 @@ pub fn flush_stdout() {
     unsafe { libc::fflush(stdout) };
 }
 
+/// Probes for tests that check which descriptors a function closed (the
+/// C-ABI tests, built without the kernel feature).
+#[cfg(all(test, not(feature = "kernel")))]
+pub(crate) mod fd_probe {
+    use nix::errno::Errno;
+    use std::os::fd::RawFd;
+
+    /// The identity (device, inode) of the file `fd` is open on.
+    pub fn identity(fd: RawFd) -> (u64, u64) {
+        let st = super::stat_fd(fd).unwrap();
+        (st.st_dev, st.st_ino)
+    }
+
+    /// Whether `fd` no longer refers to the file `id` (closed, or reused
+    /// by another test for something else).
+    pub fn closed(fd: RawFd, id: (u64, u64)) -> bool {
+        match super::stat_fd(fd) {
+            Err(Errno::EBADF) => true,
+            Ok(st) => (st.st_dev, st.st_ino) != id,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

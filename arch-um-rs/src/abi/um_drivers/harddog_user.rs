@@ -351,18 +351,7 @@ mod tests {
         flags & libc::FD_CLOEXEC != 0
     }
 
-    fn identity(fd: c_int) -> (u64, u64) {
-        let st = crate::host::file::stat_fd(fd).unwrap();
-        (st.st_dev, st.st_ino)
-    }
-
-    fn closed(fd: c_int, id: (u64, u64)) -> bool {
-        match crate::host::file::stat_fd(fd) {
-            Err(Errno::EBADF) => true,
-            Ok(st) => (st.st_dev, st.st_ino) != id,
-            Err(e) => panic!("{e}"),
-        }
-    }
+    use crate::host::file::fd_probe::{closed, identity};
 
     #[test]
     fn the_helper_is_pinged_and_stopped_and_reaped() {

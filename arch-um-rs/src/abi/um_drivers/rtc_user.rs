@@ -188,8 +188,6 @@ mod tests {
     use std::sync::Mutex;
     use std::time::{Duration, Instant};
 
-    use nix::errno::Errno;
-
     use super::*;
 
     /// Serialises the tests: the descriptors are the file's statics.
@@ -228,21 +226,7 @@ mod tests {
         u64::from_ne_bytes(c)
     }
 
-    /// The identity of the file `fd` is open on.
-    fn identity(fd: c_int) -> (u64, u64) {
-        let st = crate::host::file::stat_fd(fd).unwrap();
-        (st.st_dev, st.st_ino)
-    }
-
-    /// Whether `fd` no longer refers to the file `id` (closed, or reused
-    /// by another test for something else).
-    fn closed(fd: c_int, id: (u64, u64)) -> bool {
-        match crate::host::file::stat_fd(fd) {
-            Err(Errno::EBADF) => true,
-            Ok(st) => (st.st_dev, st.st_ino) != id,
-            Err(e) => panic!("{e}"),
-        }
-    }
+    use crate::host::file::fd_probe::{closed, identity};
 
     #[test]
     fn the_alarm_fires_after_its_delay() {
