@@ -71,12 +71,15 @@
 //!   directory the guest holds as its working directory there is replaced
 //!   through the first mount by a symbolic link to `../..`; the held
 //!   directory must not then show the parent of R. The kernel half keeps
-//!   building host paths from the cached dentry and the host follows the
-//!   link, so this fails on both layers, also with patch 0020: only
-//!   resolving beneath the prefix on the host (openat2 `RESOLVE_BENEATH`)
-//!   would close it. It is listed in [`BOTH_LAYERS_DEFECTS`]: reported as
-//!   skipped with what it found, and a pass fails the run until the list
-//!   is updated.
+//!   building host paths from the cached dentry, so patch 0020 cannot
+//!   close this: the host half must not follow the link. Patch 0022 tells
+//!   the host half the prefix (`hostfs_set_prefix()`), and the Rust one
+//!   resolves every path below it beneath it (openat2 `RESOLVE_BENEATH |
+//!   RESOLVE_NO_SYMLINKS`), so the lookup in the held directory fails with
+//!   `ELOOP`. Linux 6.12's `hostfs_user.c` ignores the prefix and lets the
+//!   host follow the link: the case is listed in [`C_LAYER_DEFECTS`],
+//!   reported as skipped on the C kernel with what it found, and a C
+//!   kernel that passes it fails the run until the list is updated.
 //!
 //! The second boot, `hostfs=A,append` (`host_hostfs_append`): a write at
 //! offset 0 of a host file opened read-write, a `dd` write after a seek
@@ -141,13 +144,22 @@ pub const CASES: [&str; 10] = [
     APPEND,
 ];
 
-/// Cases both host layers fail today, and why (see
+/// Cases the C host half of Linux 6.12 (`hostfs_user.c`) fails, and why;
+/// the Rust layer must pass them (see
 /// [`crate::suite::known_defect_verdict`]).
-pub const BOTH_LAYERS_DEFECTS: &[(&str, &str)] = &[(
+pub const C_LAYER_DEFECTS: &[(&str, &str)] = &[(
     CONFINE_SWAP,
-    "hostfs_user resolves every host path from the mount's root again, following a symbolic \
-     link that replaced a directory the guest still holds (no RESOLVE_BENEATH the prefix)",
+    "hostfs_user.c ignores the hostfs= prefix (hostfs_set_prefix) and lets the host resolve \
+     every path from the root again, following a symbolic link that replaced a directory the \
+     guest still holds",
 )];
+
+/// The verdict on the C kernel for case `name`: a known defect of the C
+/// layer (see [`C_LAYER_DEFECTS`]) is a skip when it fails, a failure when
+/// it passes; any other case as it is.
+pub fn c_layer_verdict(name: &str, result: Result<String>) -> Result<String> {
+    crate::suite::known_defect_verdict(C_LAYER_DEFECTS, "C layer", name, result)
+}
 
 type Results = Vec<(&'static str, Result<String>)>;
 
@@ -1694,19 +1706,19 @@ mod tests {
 
     #[test]
     fn known_defects_are_cases_and_skip_only_when_they_fail() {
-        for (n, _) in BOTH_LAYERS_DEFECTS {
+        for (n, _) in C_LAYER_DEFECTS {
             assert!(CASES.contains(n), "{n} is not a case");
         }
-        let v = |r| {
-            crate::suite::known_defect_verdict(BOTH_LAYERS_DEFECTS, "host layer", CONFINE_SWAP, r)
-        };
-        let skipped = v(Err(anyhow!("escaped"))).unwrap();
+        let skipped = c_layer_verdict(CONFINE_SWAP, Err(anyhow!("escaped"))).unwrap();
         assert!(
-            skipped.starts_with("skipped: host layer defect: "),
+            skipped.starts_with("skipped: C layer defect: "),
             "{skipped}"
         );
         assert!(skipped.contains("escaped"));
-        assert!(v(Ok("confined".into())).is_err());
+        assert!(c_layer_verdict(CONFINE_SWAP, Ok("confined".into())).is_err());
+        // Other cases keep their result.
+        assert!(c_layer_verdict(CONFINE, Err(anyhow!("escaped"))).is_err());
+        assert_eq!(c_layer_verdict(CONFINE, Ok("fine".into())).unwrap(), "fine");
     }
 
     #[test]

@@ -16,11 +16,16 @@
 //!   untouched; a directory stream is the C library's own `DIR`, which the C
 //!   library allocates in `opendir` and frees in `closedir`, so the
 //!   kernel's wrapped `malloc`/`free` never see it.
+//!
+//! These functions let the host resolve whole paths, as the C does: that
+//! is what runs without a `hostfs=` prefix. Below a prefix the kernel half
+//! uses [`beneath`] instead, which resolves the part of each path below
+//! the prefix itself, never following a symbolic link.
 
 use core::ffi::{CStr, c_char, c_int, c_long, c_uint, c_void};
 use core::mem::{ManuallyDrop, MaybeUninit};
 use core::ptr::NonNull;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::fcntl::RenameFlags;
@@ -69,6 +74,12 @@ pub fn stat(path: Option<&CStr>, fd: RawFd) -> Result<libc::statx> {
 /// reading, writing and executing as asked; with none of them, whether the
 /// file exists (`F_OK`).
 pub fn access(path: &CStr, r: bool, w: bool, x: bool) -> Result<()> {
+    file::access(path, access_mode(r, w, x))
+}
+
+/// The `access(2)` mode for reading, writing and executing as asked;
+/// `F_OK` with none of them.
+fn access_mode(r: bool, w: bool, x: bool) -> c_int {
     let mut amode = libc::F_OK;
     if r {
         amode = libc::R_OK;
@@ -79,7 +90,7 @@ pub fn access(path: &CStr, r: bool, w: bool, x: bool) -> Result<()> {
     if x {
         amode |= libc::X_OK;
     }
-    file::access(path, amode)
+    amode
 }
 
 /// Opens `path` for reading (`r`), writing (`w`) or both, appending with
@@ -87,6 +98,11 @@ pub fn access(path: &CStr, r: bool, w: bool, x: bool) -> Result<()> {
 /// without `O_CREAT` and not close-on-exec. Neither `r` nor `w` is a bug
 /// of the caller: the kernel panics, as in C.
 pub fn open(path: &CStr, r: bool, w: bool, append: bool) -> Result<OwnedFd> {
+    file::open(path, open_flags(r, w, append), 0, false)
+}
+
+/// The `open` flags of [`open`]; neither `r` nor `w` panics the kernel.
+fn open_flags(r: bool, w: bool, append: bool) -> c_int {
     let mut oflag = match (r, w) {
         (true, false) => libc::O_RDONLY,
         (false, true) => libc::O_WRONLY,
@@ -96,7 +112,7 @@ pub fn open(path: &CStr, r: bool, w: bool, append: bool) -> Result<OwnedFd> {
     if append {
         oflag |= libc::O_APPEND;
     }
-    file::open(path, oflag, 0, false)
+    oflag
 }
 
 /// Creates (or opens, if it exists) `path` read-write with permission bits
@@ -138,6 +154,18 @@ impl Dir {
         // SAFETY: `path` is NUL-terminated.
         let dir = unsafe { libc::opendir(path.as_ptr()) };
         NonNull::new(dir).map(Self).ok_or_else(Errno::last)
+    }
+
+    /// A stream over the open directory `fd`
+    /// ([fdopendir(3)](https://man7.org/linux/man-pages/man3/fdopendir.3.html)),
+    /// which then owns it; on failure `fd` is closed.
+    pub fn from_fd(fd: OwnedFd) -> Result<Self> {
+        // SAFETY: `fd` is an open descriptor; on success the stream owns
+        // it (closedir closes it), so it is released from `fd` below.
+        let dir = unsafe { libc::fdopendir(fd.as_raw_fd()) };
+        let dir = NonNull::new(dir).ok_or_else(Errno::last)?;
+        let _ = fd.into_raw_fd();
+        Ok(Self(dir))
     }
 
     /// Moves to `pos`, a [`DirEntry::next`] of this directory or 0 (the
@@ -304,21 +332,86 @@ pub struct Attrs {
     pub read_times: bool,
 }
 
-/// One step of [`set_attr`]: `by_fd(fd)` when `fd >= 0`, else
-/// `by_path(path)` (`EFAULT` without a path, the host's answer to the C's
-/// NULL). Each returns the C library's 0 or -1.
-fn fd_or_path(
-    path: Option<&CStr>,
+/// The file [`set_attr`] changes, one method per step: the open file or
+/// the path of [`set_attr`], or a file resolved beneath the prefix
+/// ([`beneath`]).
+trait AttrTarget {
+    /// Sets the permission bits.
+    fn chmod(&self, mode: libc::mode_t) -> Result<()>;
+    /// Sets the owner and the group; [`UNCHANGED`] leaves one alone.
+    fn chown(&self, uid: u32, gid: u32) -> Result<()>;
+    /// Sets the size.
+    fn truncate(&self, size: i64) -> Result<()>;
+    /// Sets the access and the modification time, in microseconds.
+    fn utimes(&self, times: &[libc::timeval; 2]) -> Result<()>;
+    /// [`stat`] of the file.
+    fn stat(&self) -> Result<libc::statx>;
+}
+
+/// The open file `fd` when `fd >= 0`, else `path` (`EFAULT` without a path,
+/// the host's answer to the C's NULL): what the C's `set_attr` works on.
+struct FdOrPath<'a> {
+    path: Option<&'a CStr>,
     fd: RawFd,
-    by_fd: impl FnOnce(RawFd) -> c_int,
-    by_path: impl FnOnce(&CStr) -> c_int,
-) -> Result<()> {
-    let r = if fd >= 0 {
-        by_fd(fd)
-    } else {
-        by_path(path.ok_or(Errno::EFAULT)?)
-    };
-    Errno::result(r).map(drop)
+}
+
+impl FdOrPath<'_> {
+    /// One step: `by_fd(fd)` when `fd >= 0`, else `by_path(path)`. Each
+    /// returns the C library's 0 or -1.
+    fn step(
+        &self,
+        by_fd: impl FnOnce(RawFd) -> c_int,
+        by_path: impl FnOnce(&CStr) -> c_int,
+    ) -> Result<()> {
+        let r = if self.fd >= 0 {
+            by_fd(self.fd)
+        } else {
+            by_path(self.path.ok_or(Errno::EFAULT)?)
+        };
+        Errno::result(r).map(drop)
+    }
+}
+
+impl AttrTarget for FdOrPath<'_> {
+    fn chmod(&self, mode: libc::mode_t) -> Result<()> {
+        self.step(
+            // SAFETY: no memory arguments.
+            |fd| unsafe { libc::fchmod(fd, mode) },
+            // SAFETY: the path is NUL-terminated.
+            |p| unsafe { libc::chmod(p.as_ptr(), mode) },
+        )
+    }
+
+    fn chown(&self, uid: u32, gid: u32) -> Result<()> {
+        self.step(
+            // SAFETY: no memory arguments.
+            |fd| unsafe { libc::fchown(fd, uid, gid) },
+            // SAFETY: the path is NUL-terminated.
+            |p| unsafe { libc::chown(p.as_ptr(), uid, gid) },
+        )
+    }
+
+    fn truncate(&self, size: i64) -> Result<()> {
+        self.step(
+            // SAFETY: no memory arguments.
+            |fd| unsafe { libc::ftruncate64(fd, size) },
+            // SAFETY: the path is NUL-terminated.
+            |p| unsafe { libc::truncate64(p.as_ptr(), size) },
+        )
+    }
+
+    fn utimes(&self, times: &[libc::timeval; 2]) -> Result<()> {
+        self.step(
+            // SAFETY: `times` holds the two timevals futimes reads.
+            |fd| unsafe { futimes(fd, times.as_ptr()) },
+            // SAFETY: the path is NUL-terminated; `times` holds two timevals.
+            |p| unsafe { libc::utimes(p.as_ptr(), times.as_ptr()) },
+        )
+    }
+
+    fn stat(&self) -> Result<libc::statx> {
+        stat(self.path, self.fd)
+    }
 }
 
 /// `(uid_t)-1`, `(gid_t)-1`: `chown` leaves that one alone.
@@ -346,16 +439,13 @@ pub fn set_attr(
     fd: RawFd,
     attrs: &Attrs,
 ) -> Result<Option<(Timespec, Timespec)>> {
+    apply_attrs(&FdOrPath { path, fd }, attrs)
+}
+
+/// The steps of [`set_attr`] on `target`.
+fn apply_attrs(target: &impl AttrTarget, attrs: &Attrs) -> Result<Option<(Timespec, Timespec)>> {
     if let Some(mode) = attrs.mode {
-        let mode = libc::mode_t::from(mode);
-        fd_or_path(
-            path,
-            fd,
-            // SAFETY: no memory arguments.
-            |fd| unsafe { libc::fchmod(fd, mode) },
-            // SAFETY: the path is NUL-terminated.
-            |p| unsafe { libc::chmod(p.as_ptr(), mode) },
-        )?;
+        target.chmod(libc::mode_t::from(mode))?;
     }
     for (uid, gid) in [
         attrs.uid.map(|uid| (uid, UNCHANGED)),
@@ -364,45 +454,23 @@ pub fn set_attr(
     .into_iter()
     .flatten()
     {
-        fd_or_path(
-            path,
-            fd,
-            // SAFETY: no memory arguments.
-            |fd| unsafe { libc::fchown(fd, uid, gid) },
-            // SAFETY: the path is NUL-terminated.
-            |p| unsafe { libc::chown(p.as_ptr(), uid, gid) },
-        )?;
+        target.chown(uid, gid)?;
     }
     if let Some(size) = attrs.size {
-        fd_or_path(
-            path,
-            fd,
-            // SAFETY: no memory arguments.
-            |fd| unsafe { libc::ftruncate64(fd, size) },
-            // SAFETY: the path is NUL-terminated.
-            |p| unsafe { libc::truncate64(p.as_ptr(), size) },
-        )?;
+        target.truncate(size)?;
     }
     if attrs.atime.is_some() || attrs.mtime.is_some() {
-        let st = stat(path, fd)?;
+        let st = target.stat()?;
         let atime = attrs
             .atime
             .unwrap_or_else(|| Timespec::from_statx(&st.stx_atime));
         let mtime = attrs
             .mtime
             .unwrap_or_else(|| Timespec::from_statx(&st.stx_mtime));
-        let times = [atime.to_timeval(), mtime.to_timeval()];
-        fd_or_path(
-            path,
-            fd,
-            // SAFETY: `times` holds the two timevals futimes reads.
-            |fd| unsafe { futimes(fd, times.as_ptr()) },
-            // SAFETY: the path is NUL-terminated; `times` holds two timevals.
-            |p| unsafe { libc::utimes(p.as_ptr(), times.as_ptr()) },
-        )?;
+        target.utimes(&[atime.to_timeval(), mtime.to_timeval()])?;
     }
     if attrs.read_times {
-        let st = stat(path, fd)?;
+        let st = target.stat()?;
         return Ok(Some((
             Timespec::from_statx(&st.stx_atime),
             Timespec::from_statx(&st.stx_mtime),
@@ -501,6 +569,8 @@ pub fn statfs(path: &CStr) -> Result<libc::statfs64> {
     // SAFETY: zeroed, then filled by a successful statfs64.
     Ok(unsafe { buf.assume_init() })
 }
+
+pub mod beneath;
 
 #[cfg(test)]
 mod tests;

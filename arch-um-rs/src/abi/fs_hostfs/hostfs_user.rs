@@ -44,6 +44,23 @@
 //! `rename2_file` turns a host without renameat2 (`ENOSYS`) into `-EINVAL`;
 //! `hostfs_do_readlink` NUL-terminates only when the target is shorter than
 //! `size`.
+//!
+//! Below a `hostfs=` prefix (patch 0022: `hostfs_args()` passes it to
+//! [`hostfs_set_prefix`]), every function that takes a path resolves it
+//! with [`crate::host::hostfs::beneath::Prefix`] instead: the part below
+//! the prefix beneath the prefix's directory, following no symbolic link,
+//! so that a directory the guest holds, replaced by a link behind its
+//! back, cannot lead out of the prefix. A final link is `-ELOOP` where the
+//! C followed it (`access_file`, `open_file`, `file_create`, `open_dir`,
+//! `do_statfs`, `set_attr` of the mode or the size) and the link itself
+//! where it did not (`stat_file`, `hostfs_do_readlink`, `link_file`), or
+//! where following it was wrong (`set_attr` of the owner or the times
+//! only: the C changed the link's target); a path not below the prefix, or
+//! with a `..` component below it, is `-EACCES`; and a prefix too long to
+//! keep makes every path `-ENAMETOOLONG`. The functions that take a
+//! descriptor (`stat_file` and `set_attr` with `fd >= 0`, and the I/O)
+//! are the same with or without a prefix, and without a prefix
+//! everything is as described above.
 
 use core::ffi::{CStr, c_char, c_int, c_long, c_longlong, c_uint, c_ulonglong, c_ushort, c_void};
 use core::mem::ManuallyDrop;
@@ -53,7 +70,9 @@ use std::os::fd::IntoRawFd;
 use nix::errno::Errno;
 
 use crate::host::file;
+use crate::host::hostfs::beneath::Prefix;
 use crate::host::hostfs::{self, Attrs, Dir, Timespec};
+use crate::host::util::{HostCell, ShowBytes};
 
 /// `HOSTFS_ATTR_*` (hostfs.h): the bits of `struct hostfs_iattr`'s
 /// `ia_valid`, the kernel's `ATTR_*` under other names.
@@ -175,6 +194,49 @@ fn statx_to_hostfs(stx: &libc::statx) -> HostfsStat {
     }
 }
 
+/// The `hostfs=` prefix. Written only by [`hostfs_set_prefix`], while the
+/// command line is parsed on UML's single host thread and before any hostfs
+/// operation; only read (its descriptor cache is atomic) afterwards.
+static PREFIX: HostCell<Prefix> = HostCell::new(Prefix::new());
+
+/// The `hostfs=` prefix, if one was set.
+fn prefix() -> Option<&'static Prefix> {
+    // SAFETY: shared reads only: the one writer, hostfs_set_prefix, runs
+    // before any operation reads it (see PREFIX).
+    let p = unsafe { &*PREFIX.as_ptr() };
+    p.is_set().then_some(p)
+}
+
+/// `void hostfs_set_prefix(const char *prefix)` (patch 0022): the
+/// `hostfs=` prefix, empty (or NULL) for none; each call replaces the
+/// last. From then on every path below it is resolved beneath it. It is
+/// copied into a static buffer (the kernel allocator is not up yet); one
+/// of `PATH_MAX` bytes or more cannot be kept, and is reported on stderr:
+/// every hostfs path then fails with `-ENAMETOOLONG`, rather than the
+/// prefix being dropped.
+///
+/// # Safety
+///
+/// `prefix` is NULL or a C string. Called only while the command line is
+/// parsed (`hostfs_args()`), before any other hostfs function.
+#[cfg_attr(feature = "os-fs-hostfs-hostfs_user", unsafe(no_mangle))]
+pub unsafe extern "C" fn hostfs_set_prefix(prefix: *const c_char) {
+    // SAFETY: caller guarantee.
+    let text = unsafe { cstr_arg(prefix) }.unwrap_or(c"");
+    // SAFETY: command-line parsing, on the one host thread, before any
+    // hostfs operation reads PREFIX (our contract).
+    if unsafe { PREFIX.with(|p| p.set(text)) }.is_err() {
+        let msg = crate::kernel::stack_format(format_args!(
+            "hostfs: the hostfs= prefix is {} bytes long, more than the {} kept; every hostfs \
+             path will fail with ENAMETOOLONG (the prefix starts with \"{}\")\n",
+            text.to_bytes().len(),
+            hostfs::beneath::PREFIX_BUF - 1,
+            ShowBytes(&text.to_bytes()[..text.to_bytes().len().min(64)]),
+        ));
+        crate::kernel::write_stderr(msg.as_bytes());
+    }
+}
+
 fn neg(e: Errno) -> c_int {
     -(e as c_int)
 }
@@ -209,7 +271,11 @@ pub unsafe extern "C" fn stat_file(path: *const c_char, p: *mut HostfsStat, fd: 
     }
     // SAFETY: caller guarantee.
     let path = unsafe { cstr_arg(path) };
-    match hostfs::stat(path, fd) {
+    let r = match prefix() {
+        Some(pre) if fd < 0 => path.ok_or(Errno::EFAULT).and_then(|path| pre.stat(path)),
+        _ => hostfs::stat(path, fd),
+    };
+    match r {
         Ok(stx) => {
             // SAFETY: non-NULL, so writable by our contract.
             unsafe { p.write(statx_to_hostfs(&stx)) };
@@ -231,7 +297,11 @@ pub unsafe extern "C" fn access_file(path: *mut c_char, r: c_int, w: c_int, x: c
     let Some(path) = (unsafe { cstr_arg(path) }) else {
         return neg(Errno::EFAULT);
     };
-    status(hostfs::access(path, r != 0, w != 0, x != 0))
+    let (r, w, x) = (r != 0, w != 0, x != 0);
+    status(match prefix() {
+        Some(pre) => pre.access(path, r, w, x),
+        None => hostfs::access(path, r, w, x),
+    })
 }
 
 /// `int open_file(char *path, int r, int w, int append)`: a descriptor
@@ -247,7 +317,12 @@ pub unsafe extern "C" fn open_file(path: *mut c_char, r: c_int, w: c_int, append
     let Some(path) = (unsafe { cstr_arg(path) }) else {
         return neg(Errno::EFAULT);
     };
-    hostfs::open(path, r != 0, w != 0, append != 0).map_or_else(neg, IntoRawFd::into_raw_fd)
+    let (r, w, append) = (r != 0, w != 0, append != 0);
+    match prefix() {
+        Some(pre) => pre.open(path, r, w, append),
+        None => hostfs::open(path, r, w, append),
+    }
+    .map_or_else(neg, IntoRawFd::into_raw_fd)
 }
 
 /// `void *open_dir(char *path, int *err_out)`: a directory stream, or NULL
@@ -263,7 +338,10 @@ pub unsafe extern "C" fn open_dir(path: *mut c_char, err_out: *mut c_int) -> *mu
     }
     // SAFETY: caller guarantee.
     let r = match unsafe { cstr_arg(path) } {
-        Some(path) => Dir::open(path),
+        Some(path) => match prefix() {
+            Some(pre) => pre.open_dir(path),
+            None => Dir::open(path),
+        },
         None => Err(Errno::EFAULT),
     };
     let (dir, err) = match r {
@@ -459,7 +537,11 @@ pub unsafe extern "C" fn file_create(name: *mut c_char, mode: c_int) -> c_int {
     let Some(name) = (unsafe { cstr_arg(name) }) else {
         return neg(Errno::EFAULT);
     };
-    hostfs::create(name, mode).map_or_else(neg, IntoRawFd::into_raw_fd)
+    match prefix() {
+        Some(pre) => pre.create(name, mode),
+        None => hostfs::create(name, mode),
+    }
+    .map_or_else(neg, IntoRawFd::into_raw_fd)
 }
 
 /// The changes `*attrs` asks for.
@@ -511,7 +593,17 @@ pub unsafe extern "C" fn set_attr(
     }
     // SAFETY: caller guarantee.
     let (file, wanted) = unsafe { (cstr_arg(file), read_iattr(attrs)) };
-    match hostfs::set_attr(file, fd, &wanted) {
+    let r = match prefix() {
+        // Without a path: EFAULT only if there is something to do, as
+        // hostfs::set_attr does.
+        Some(pre) if fd < 0 => match file {
+            Some(file) => pre.set_attr(file, &wanted),
+            None if wanted == Attrs::default() => Ok(None),
+            None => Err(Errno::EFAULT),
+        },
+        _ => hostfs::set_attr(file, fd, &wanted),
+    };
+    match r {
         Ok(Some((atime, mtime))) => {
             // SAFETY: non-NULL, so writable by our contract.
             unsafe {
@@ -547,7 +639,10 @@ pub unsafe extern "C" fn make_symlink(from: *const c_char, to: *const c_char) ->
     let Some((from, to)) = (unsafe { cstr_args(from, to) }) else {
         return neg(Errno::EFAULT);
     };
-    status(hostfs::symlink(to, from))
+    status(match prefix() {
+        Some(pre) => pre.symlink(to, from),
+        None => hostfs::symlink(to, from),
+    })
 }
 
 /// `int unlink_file(const char *file)`: 0 or the negative errno.
@@ -561,7 +656,10 @@ pub unsafe extern "C" fn unlink_file(file: *const c_char) -> c_int {
     let Some(file) = (unsafe { cstr_arg(file) }) else {
         return neg(Errno::EFAULT);
     };
-    status(hostfs::unlink(file))
+    status(match prefix() {
+        Some(pre) => pre.unlink(file),
+        None => hostfs::unlink(file),
+    })
 }
 
 /// `int do_mkdir(const char *file, int mode)`: 0 or the negative errno.
@@ -575,7 +673,10 @@ pub unsafe extern "C" fn do_mkdir(file: *const c_char, mode: c_int) -> c_int {
     let Some(file) = (unsafe { cstr_arg(file) }) else {
         return neg(Errno::EFAULT);
     };
-    status(hostfs::mkdir(file, mode))
+    status(match prefix() {
+        Some(pre) => pre.mkdir(file, mode),
+        None => hostfs::mkdir(file, mode),
+    })
 }
 
 /// `int hostfs_do_rmdir(const char *file)`: 0 or the negative errno.
@@ -589,7 +690,10 @@ pub unsafe extern "C" fn hostfs_do_rmdir(file: *const c_char) -> c_int {
     let Some(file) = (unsafe { cstr_arg(file) }) else {
         return neg(Errno::EFAULT);
     };
-    status(hostfs::rmdir(file))
+    status(match prefix() {
+        Some(pre) => pre.rmdir(file),
+        None => hostfs::rmdir(file),
+    })
 }
 
 /// `int do_mknod(const char *file, int mode, unsigned int major, unsigned
@@ -609,7 +713,10 @@ pub unsafe extern "C" fn do_mknod(
     let Some(file) = (unsafe { cstr_arg(file) }) else {
         return neg(Errno::EFAULT);
     };
-    status(hostfs::mknod(file, mode, major, minor))
+    status(match prefix() {
+        Some(pre) => pre.mknod(file, mode, major, minor),
+        None => hostfs::mknod(file, mode, major, minor),
+    })
 }
 
 /// `int link_file(const char *to, const char *from)`: makes `from` a hard
@@ -624,7 +731,10 @@ pub unsafe extern "C" fn link_file(to: *const c_char, from: *const c_char) -> c_
     let Some((to, from)) = (unsafe { cstr_args(to, from) }) else {
         return neg(Errno::EFAULT);
     };
-    status(hostfs::link(to, from))
+    status(match prefix() {
+        Some(pre) => pre.link(to, from),
+        None => hostfs::link(to, from),
+    })
 }
 
 /// `int hostfs_do_readlink(char *file, char *buf, int size)`: the target
@@ -655,7 +765,13 @@ pub unsafe extern "C" fn hostfs_do_readlink(
         return neg(Errno::EFAULT);
     }
     // SAFETY: `buf` holds `size` bytes (caller guarantee).
-    match unsafe { hostfs::readlink_raw(file, buf, len) } {
+    let r = unsafe {
+        match prefix() {
+            Some(pre) => pre.readlink_raw(file, buf, len),
+            None => hostfs::readlink_raw(file, buf, len),
+        }
+    };
+    match r {
         Ok(n) => {
             if n < len {
                 // SAFETY: n < size, inside `buf`.
@@ -679,7 +795,10 @@ pub unsafe extern "C" fn rename_file(from: *mut c_char, to: *mut c_char) -> c_in
     let Some((from, to)) = (unsafe { cstr_args(from, to) }) else {
         return neg(Errno::EFAULT);
     };
-    status(hostfs::rename(from, to))
+    status(match prefix() {
+        Some(pre) => pre.rename(from, to),
+        None => hostfs::rename(from, to),
+    })
 }
 
 /// `int rename2_file(char *from, char *to, unsigned int flags)`:
@@ -695,7 +814,10 @@ pub unsafe extern "C" fn rename2_file(from: *mut c_char, to: *mut c_char, flags:
     let Some((from, to)) = (unsafe { cstr_args(from, to) }) else {
         return neg(Errno::EFAULT);
     };
-    status(hostfs::rename2(from, to, flags))
+    status(match prefix() {
+        Some(pre) => pre.rename2(from, to, flags),
+        None => hostfs::rename2(from, to, flags),
+    })
 }
 
 /// The size of `struct statfs64`'s `f_fsid`, what `do_statfs` copies at
@@ -748,7 +870,11 @@ pub unsafe extern "C" fn do_statfs(
     let Some(root) = (unsafe { cstr_arg(root) }) else {
         return neg(Errno::EFAULT);
     };
-    let buf = match hostfs::statfs(root) {
+    let r = match prefix() {
+        Some(pre) => pre.statfs(root),
+        None => hostfs::statfs(root),
+    };
+    let buf = match r {
         Ok(buf) => buf,
         Err(e) => return neg(e),
     };

@@ -15,6 +15,7 @@ use super::*;
 use crate::host::exec::tests::in_child;
 
 // The prototypes of hostfs.h: these only compile if the signatures match.
+type HostfsSetPrefix = unsafe extern "C" fn(*const c_char);
 type StatFile = unsafe extern "C" fn(*const c_char, *mut HostfsStat, c_int) -> c_int;
 type AccessFile = unsafe extern "C" fn(*mut c_char, c_int, c_int, c_int) -> c_int;
 type OpenFile = unsafe extern "C" fn(*mut c_char, c_int, c_int, c_int) -> c_int;
@@ -57,6 +58,7 @@ type DoStatfs = unsafe extern "C" fn(
     *mut c_long,
 ) -> c_int;
 
+const HOSTFS_SET_PREFIX: HostfsSetPrefix = hostfs_set_prefix;
 const STAT_FILE: StatFile = stat_file;
 const ACCESS_FILE: AccessFile = access_file;
 const OPEN_FILE: OpenFile = open_file;
@@ -1795,4 +1797,462 @@ fn nothing_is_retried_on_eintr() {
         "child {code}: 10 + index of the call that did not fail with EINTR"
     );
     assert_eq!(fs::read(&file).unwrap(), b"data");
+}
+
+// ---------------------------------------------------------------------------
+// Below a hostfs= prefix (hostfs_set_prefix). The prefix is global, so
+// every test that sets it does so in a forked child: the other tests, run
+// in parallel in this process, keep resolving as without a prefix. The
+// confinement itself is tested in depth on the core
+// (host/hostfs/beneath/tests.rs); these check that every function goes
+// through it and keeps its C return convention.
+
+/// `a` and `b` joined with a `/` as text.
+fn cat(a: &Path, b: &str) -> CString {
+    let mut v = a.as_os_str().as_bytes().to_vec();
+    v.push(b'/');
+    v.extend_from_slice(b.as_bytes());
+    CString::new(v).unwrap()
+}
+
+/// `T/secret`, `T/out` and `T/R/d` holding `f`, `l` -> `f`, `sub/`,
+/// `empty/`; `T/R/file`; `T/R/s` -> `../out`, a directory swapped for a
+/// link out of the prefix `T/R`, and `T/R/lf` -> `d/f`, a final link.
+fn prefix_tree() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    let top = t.path();
+    fs::write(top.join("secret"), "SECRET").unwrap();
+    for d in [top.join("out"), top.join("R/d")] {
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("f"), "data").unwrap();
+        std::os::unix::fs::symlink("f", d.join("l")).unwrap();
+        fs::create_dir(d.join("sub")).unwrap();
+        fs::create_dir(d.join("empty")).unwrap();
+    }
+    fs::write(top.join("R/file"), "file").unwrap();
+    std::os::unix::fs::symlink("../out", top.join("R/s")).unwrap();
+    std::os::unix::fs::symlink("d/f", top.join("R/lf")).unwrap();
+    t
+}
+
+/// A descriptor result as 0, closing it; a negative errno as it is.
+fn fd_result(fd: c_int) -> c_int {
+    if fd >= 0 {
+        drop(own(fd));
+        0
+    } else {
+        fd
+    }
+}
+
+/// `file_create(p, 0644)`, the descriptor closed: 0 or the negative errno.
+fn create(p: &CStr) -> c_int {
+    // SAFETY: a C string.
+    fd_result(unsafe { FILE_CREATE(mut_ptr(p), 0o644) })
+}
+
+/// `set_attr` by path with one attribute bit and a plausible value.
+fn set_one(p: &CStr, valid: c_uint) -> c_int {
+    let mut a = iattr(valid);
+    a.ia_mode = 0o600;
+    a.ia_uid = nix::unistd::geteuid().as_raw();
+    a.ia_gid = nix::unistd::getegid().as_raw();
+    a.ia_size = 1;
+    a.ia_mtime = ts(1, 0);
+    set(Some(p), &mut a, -1)
+}
+
+/// One call of each path function on the names below `b` (the other path
+/// of the two-path ones in `r`), as 0 on success (a descriptor closed, a
+/// length dropped) or the negative errno.
+type AbiCall = fn(&Path, &Path) -> c_int;
+
+fn abi_calls() -> Vec<(&'static str, AbiCall)> {
+    vec![
+        ("stat_file", |b, _| stat(Some(&cat(b, "f")), -1).0),
+        ("access_file", |b, _| access(&cat(b, "f"), 1, 0, 0)),
+        ("open_file", |b, _| fd_result(open(&cat(b, "f"), 1, 1, 0))),
+        ("file_create", |b, _| create(&cat(b, "new"))),
+        ("open_dir", |b, _| {
+            let (dir, err) = opendir(&cat(b, "sub"));
+            if dir.is_null() {
+                return -err;
+            }
+            // SAFETY: a stream open_dir returned.
+            unsafe { CLOSE_DIR(dir) };
+            0
+        }),
+        ("set_attr mode", |b, _| {
+            set_one(&cat(b, "f"), HOSTFS_ATTR_MODE)
+        }),
+        ("set_attr uid", |b, _| {
+            set_one(&cat(b, "f"), HOSTFS_ATTR_UID)
+        }),
+        ("set_attr gid", |b, _| {
+            set_one(&cat(b, "f"), HOSTFS_ATTR_GID)
+        }),
+        ("set_attr size", |b, _| {
+            set_one(&cat(b, "f"), HOSTFS_ATTR_SIZE)
+        }),
+        ("set_attr mtime", |b, _| {
+            set_one(&cat(b, "f"), HOSTFS_ATTR_MTIME_SET | HOSTFS_ATTR_MTIME)
+        }),
+        ("make_symlink", |b, _| {
+            // SAFETY: C strings.
+            unsafe { MAKE_SYMLINK(cat(b, "newlink").as_ptr(), c"f".as_ptr()) }
+        }),
+        ("unlink_file", |b, _| {
+            // SAFETY: a C string.
+            unsafe { UNLINK_FILE(cat(b, "f").as_ptr()) }
+        }),
+        ("do_mkdir", |b, _| {
+            // SAFETY: a C string.
+            unsafe { DO_MKDIR(cat(b, "newdir").as_ptr(), 0o755) }
+        }),
+        ("hostfs_do_rmdir", |b, _| {
+            // SAFETY: a C string.
+            unsafe { HOSTFS_DO_RMDIR(cat(b, "empty").as_ptr()) }
+        }),
+        ("do_mknod", |b, _| {
+            // SAFETY: a C string.
+            unsafe {
+                DO_MKNOD(
+                    cat(b, "fifo").as_ptr(),
+                    (libc::S_IFIFO | 0o600) as c_int,
+                    0,
+                    0,
+                )
+            }
+        }),
+        ("link_file, old", |b, r| {
+            // SAFETY: C strings.
+            unsafe { LINK_FILE(cat(b, "f").as_ptr(), cat(r, "linked").as_ptr()) }
+        }),
+        ("link_file, new", |b, r| {
+            // SAFETY: C strings.
+            unsafe { LINK_FILE(cat(r, "file").as_ptr(), cat(b, "newhard").as_ptr()) }
+        }),
+        ("hostfs_do_readlink", |b, _| {
+            readlink(&cat(b, "l"), 16).0.min(0)
+        }),
+        ("rename_file, from", |b, r| {
+            // SAFETY: C strings.
+            unsafe { RENAME_FILE(mut_ptr(&cat(b, "f")), mut_ptr(&cat(r, "moved"))) }
+        }),
+        ("rename_file, to", |b, r| {
+            // SAFETY: C strings.
+            unsafe { RENAME_FILE(mut_ptr(&cat(r, "file")), mut_ptr(&cat(b, "f"))) }
+        }),
+        ("rename2_file", |b, r| {
+            rename2(&cat(r, "file"), &cat(b, "f"), libc::RENAME_EXCHANGE)
+        }),
+        ("do_statfs", |b, _| statfs(&cat(b, "f"), 8).0),
+    ]
+}
+
+/// Runs `checks` (each a name, a result and the result wanted, or `None`
+/// for "any success") in a forked child after `hostfs_set_prefix(prefix)`;
+/// the child writes each mismatch to stderr and exits with their count.
+fn with_prefix(prefix: &CStr, checks: impl FnOnce() -> Vec<(String, c_int, Option<c_int>)>) {
+    let code = in_child(|| {
+        // SAFETY: a C string; this child's only thread, before any hostfs
+        // call in it.
+        unsafe { HOSTFS_SET_PREFIX(prefix.as_ptr()) };
+        let mut bad = 0;
+        for (name, got, want) in checks() {
+            let ok = match want {
+                Some(w) => got == w,
+                None => got >= 0,
+            };
+            if !ok {
+                bad += 1;
+                let msg = format!("{name}: got {got}, expected {want:?}\n");
+                crate::kernel::write_stderr(msg.as_bytes());
+            }
+        }
+        bad
+    });
+    assert_eq!(code, 0, "{code} calls went wrong (listed on stderr)");
+}
+
+#[test]
+fn without_a_prefix_the_host_resolves_whole_paths() {
+    // As the C: the host follows a link that replaced a directory.
+    assert!(prefix().is_none());
+    let t = prefix_tree();
+    let r = t.path().join("R");
+    let (rc, st) = stat(Some(&cat(&r, "s/f")), -1);
+    assert_eq!(rc, 0);
+    assert_eq!(st.ino, fs::metadata(t.path().join("out/f")).unwrap().ino());
+    assert_eq!(fd_result(open(&cat(&r, "lf"), 1, 0, 0)), 0);
+    assert_eq!(access(&cat(&r, "../secret"), 1, 0, 0), 0);
+}
+
+#[test]
+fn below_a_prefix_every_path_function_is_confined() {
+    for (name, call) in abi_calls() {
+        let t = prefix_tree();
+        let top = t.path().to_path_buf();
+        let r = top.join("R");
+        let before = fs::read_dir(top.join("out")).unwrap().count();
+        with_prefix(&cpath(&r), || {
+            // In order: a link in the middle, `..`, outside, then the real
+            // thing (which may change the tree).
+            vec![
+                (
+                    format!("{name} through a swapped link"),
+                    call(&r.join("s"), &r),
+                    Some(-libc::ELOOP),
+                ),
+                (
+                    format!("{name} with .."),
+                    call(&r.join("d/../../out"), &r),
+                    Some(-libc::EACCES),
+                ),
+                (
+                    format!("{name} outside"),
+                    call(&top.join("out"), &r),
+                    Some(-libc::EACCES),
+                ),
+                (
+                    format!("{name} below the prefix"),
+                    call(&r.join("d"), &r),
+                    None,
+                ),
+            ]
+        });
+        assert_eq!(
+            fs::read_dir(top.join("out")).unwrap().count(),
+            before,
+            "{name}"
+        );
+        assert_eq!(fs::read(top.join("out/f")).unwrap(), b"data", "{name}");
+    }
+}
+
+#[test]
+fn below_a_prefix_a_final_link_is_refused_or_the_link_itself() {
+    let t = prefix_tree();
+    let r = t.path().join("R");
+    let lf = cat(&r, "lf");
+    let target = fs::metadata(r.join("d/f")).unwrap();
+    with_prefix(&cpath(&r), || {
+        let (rc, st) = stat(Some(&lf), -1);
+        let (n, buf) = readlink(&lf, 16);
+        let (dir, err) = opendir(&cat(&r, "lf"));
+        assert!(dir.is_null());
+        vec![
+            ("stat_file".into(), rc, Some(0)),
+            (
+                "stat_file is lstat".into(),
+                (st.mode & libc::S_IFMT == libc::S_IFLNK) as c_int,
+                Some(1),
+            ),
+            ("hostfs_do_readlink".into(), n, Some(3)),
+            (
+                "hostfs_do_readlink text".into(),
+                (&buf[..4] == b"d/f\0") as c_int,
+                Some(1),
+            ),
+            (
+                "access_file".into(),
+                access(&lf, 0, 0, 0),
+                Some(-libc::ELOOP),
+            ),
+            (
+                "open_file".into(),
+                fd_result(open(&lf, 1, 0, 0)),
+                Some(-libc::ELOOP),
+            ),
+            ("file_create".into(), create(&lf), Some(-libc::ELOOP)),
+            ("open_dir".into(), -err, Some(-libc::ELOOP)),
+            ("do_statfs".into(), statfs(&lf, 8).0, Some(-libc::ELOOP)),
+            (
+                "set_attr mode".into(),
+                set_one(&lf, HOSTFS_ATTR_MODE),
+                Some(-libc::ELOOP),
+            ),
+            (
+                "set_attr size".into(),
+                set_one(&lf, HOSTFS_ATTR_SIZE),
+                Some(-libc::ELOOP),
+            ),
+            // The link's own owner and times, not its target's.
+            (
+                "set_attr uid".into(),
+                set_one(&lf, HOSTFS_ATTR_UID),
+                Some(0),
+            ),
+            (
+                "set_attr mtime".into(),
+                set_one(&lf, HOSTFS_ATTR_MTIME_SET),
+                Some(0),
+            ),
+        ]
+    });
+    let now = fs::metadata(r.join("d/f")).unwrap();
+    assert_eq!(
+        (now.mode(), now.size(), now.mtime(), now.mtime_nsec()),
+        (
+            target.mode(),
+            target.size(),
+            target.mtime(),
+            target.mtime_nsec()
+        )
+    );
+    assert_eq!(fs::symlink_metadata(r.join("lf")).unwrap().mtime(), 1);
+}
+
+#[test]
+fn below_a_prefix_descriptors_are_used_as_they_are() {
+    let t = prefix_tree();
+    let r = t.path().join("R");
+    // A descriptor outside the prefix: nothing resolves a path.
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(t.path().join("secret"))
+        .unwrap();
+    let fd = f.as_raw_fd();
+    let ino = fs::metadata(t.path().join("secret")).unwrap().ino();
+    with_prefix(&cpath(&r), || {
+        let (rc, st) = stat(None, fd);
+        let mut a = iattr(HOSTFS_ATTR_MODE);
+        a.ia_mode = 0o640;
+        let mut off = 0;
+        let mut buf = [0u8; 6];
+        // SAFETY: a live offset and buffer.
+        let n = unsafe { READ_FILE(fd, &mut off, buf.as_mut_ptr().cast(), 6) };
+        vec![
+            ("stat_file by descriptor".into(), rc, Some(0)),
+            ("its inode".into(), (st.ino == ino) as c_int, Some(1)),
+            (
+                "set_attr by descriptor".into(),
+                set(None, &mut a, fd),
+                Some(0),
+            ),
+            (
+                "set_attr without path".into(),
+                set(None, &mut iattr(HOSTFS_ATTR_MODE), -1),
+                Some(-libc::EFAULT),
+            ),
+            (
+                "set_attr of nothing".into(),
+                set(None, &mut iattr(0), -1),
+                Some(0),
+            ),
+            (
+                "stat_file without path".into(),
+                stat(None, -1).0,
+                Some(-libc::EFAULT),
+            ),
+            ("read_file".into(), n, Some(6)),
+        ]
+    });
+    assert_eq!(
+        fs::metadata(t.path().join("secret")).unwrap().mode() & 0o777,
+        0o640
+    );
+}
+
+#[test]
+fn a_prefix_too_long_fails_every_path_function_until_replaced() {
+    let t = prefix_tree();
+    let r = t.path().join("R");
+    let long = CString::new(vec![b'x'; libc::PATH_MAX as usize]).unwrap();
+    let rp = cpath(&r);
+    with_prefix(&long, || {
+        let mut v: Vec<_> = abi_calls()
+            .into_iter()
+            .map(|(name, call)| {
+                (
+                    name.to_string(),
+                    call(&r.join("d"), &r),
+                    Some(-libc::ENAMETOOLONG),
+                )
+            })
+            .collect();
+        // Another hostfs= option replaces it; an empty one (or NULL) is
+        // no prefix: whole paths again.
+        // SAFETY: C strings; this child's only thread.
+        unsafe { HOSTFS_SET_PREFIX(rp.as_ptr()) };
+        v.push((
+            "a prefix again".into(),
+            stat(Some(&cat(&r, "d/f")), -1).0,
+            Some(0),
+        ));
+        v.push((
+            "a prefix again, link".into(),
+            stat(Some(&cat(&r, "s/f")), -1).0,
+            Some(-libc::ELOOP),
+        ));
+        // SAFETY: as above.
+        unsafe { HOSTFS_SET_PREFIX(c"".as_ptr()) };
+        v.push((
+            "no prefix".into(),
+            stat(Some(&cat(&r, "s/f")), -1).0,
+            Some(0),
+        ));
+        // SAFETY: as above.
+        unsafe { HOSTFS_SET_PREFIX(rp.as_ptr()) };
+        // SAFETY: NULL is allowed.
+        unsafe { HOSTFS_SET_PREFIX(core::ptr::null()) };
+        v.push((
+            "NULL: no prefix".into(),
+            stat(Some(&cat(&r, "s/f")), -1).0,
+            Some(0),
+        ));
+        v
+    });
+}
+
+#[test]
+fn nothing_is_retried_on_eintr_below_a_prefix() {
+    let t = prefix_tree();
+    let r = t.path().join("R");
+    let calls: Vec<(i64, c_int)> = [
+        libc::SYS_openat2,
+        libc::SYS_statx,
+        libc::SYS_faccessat2,
+        libc::SYS_fchmodat2,
+        libc::SYS_fchownat,
+        libc::SYS_truncate,
+        libc::SYS_utimensat,
+        libc::SYS_symlinkat,
+        libc::SYS_unlinkat,
+        libc::SYS_mkdirat,
+        libc::SYS_mknodat,
+        libc::SYS_linkat,
+        libc::SYS_readlinkat,
+        libc::SYS_renameat,
+        libc::SYS_renameat2,
+        libc::SYS_fstatfs,
+    ]
+    .into_iter()
+    .map(|nr| (nr, libc::EINTR))
+    .collect();
+    let filter = errno_filter(&calls);
+    with_prefix(&cpath(&r), || {
+        // The prefix's directory is opened (openat) before the filter.
+        assert_eq!(stat(Some(&cat(&r, "")), -1).0, 0);
+        seccompiler::apply_filter(&filter).unwrap();
+        let mut v: Vec<_> = abi_calls()
+            .into_iter()
+            .map(|(name, call)| {
+                (
+                    format!("{name} below"),
+                    call(&r.join("d"), &r),
+                    Some(-libc::EINTR),
+                )
+            })
+            .collect();
+        // Directly in the prefix, the name operations make their *at call
+        // first; the others their openat2.
+        v.extend(
+            abi_calls()
+                .into_iter()
+                .map(|(name, call)| (format!("{name} in"), call(&r, &r), Some(-libc::EINTR))),
+        );
+        v
+    });
 }
