@@ -508,11 +508,22 @@ impl fmt::Display for Refusal {
 // the socket
 
 /// The kernel process's real and effective uid: the socket's owners.
+/// Asked of the host once: UML never changes its uids, and a request
+/// should not cost two system calls more than it must.
+/// A plain atomic rather than a `OnceLock`: it is first read in the SIGIO
+/// handler, where nothing may wait, and computing it twice is harmless.
 pub fn owner_uids() -> [u32; 2] {
-    [
-        nix::unistd::getuid().as_raw(),
-        nix::unistd::geteuid().as_raw(),
-    ]
+    use core::sync::atomic::{AtomicU64, Ordering};
+    // Both uids, real in the high half; all ones (uid -1, which no process
+    // has) until asked.
+    static OWNERS: AtomicU64 = AtomicU64::new(u64::MAX);
+    let mut both = OWNERS.load(Ordering::Relaxed);
+    if both == u64::MAX {
+        let (uid, euid) = (nix::unistd::getuid(), nix::unistd::geteuid());
+        both = u64::from(uid.as_raw()) << 32 | u64::from(euid.as_raw());
+        OWNERS.store(both, Ordering::Relaxed);
+    }
+    [(both >> 32) as u32, both as u32]
 }
 
 /// Turns on `SO_PASSCRED` on `fd`: from now on the host attaches the
