@@ -773,4 +773,4 @@ pub mod properties;
 #[cfg(not(feature = "kernel"))]
 pub use properties::check_request_properties;
 #[cfg(all(test, not(feature = "kernel")))]
-mod tests;
+pub(crate) mod tests;

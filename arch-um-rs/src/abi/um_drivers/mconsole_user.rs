@@ -864,34 +864,7 @@ mod tests {
         assert_eq!(r, 0);
     }
 
-    /// Forks a child that becomes uid/gid 65534 and sends `bytes` on `fd`;
-    /// false if it could not (not root). Raw system calls only.
-    fn send_as_nobody(fd: &OwnedFd, bytes: &[u8]) -> bool {
-        let fd = fd.as_raw_fd();
-        // SAFETY: the child only makes async-signal-safe system calls and _exits.
-        match unsafe { libc::fork() } {
-            0 => {
-                // SAFETY: plain system calls on our own descriptor and buffer.
-                unsafe {
-                    if libc::setgroups(0, core::ptr::null()) != 0
-                        || libc::setgid(65534) != 0
-                        || libc::setuid(65534) != 0
-                    {
-                        libc::_exit(2);
-                    }
-                    let n = libc::send(fd, bytes.as_ptr().cast(), bytes.len(), 0);
-                    libc::_exit(if n == bytes.len() as isize { 0 } else { 3 });
-                }
-            }
-            pid if pid > 0 => {
-                let mut status = 0;
-                // SAFETY: waits for the child just made.
-                unsafe { libc::waitpid(pid, &raw mut status, 0) };
-                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
-            }
-            _ => false,
-        }
-    }
+    use crate::host::mconsole::tests::send_as_nobody;
 
     #[test]
     fn only_the_owner_and_root_may_talk() {

@@ -552,7 +552,7 @@ fn a_notify_packet_reaches_its_socket() {
 /// Forks a child that drops to uid/gid 65534 (nobody) and sends `request`
 /// on `fd`; returns whether the child could (it cannot if we are not
 /// root), after it exited. The child makes raw system calls only.
-fn send_as_nobody(fd: &OwnedFd, request: &[u8]) -> bool {
+pub(crate) fn send_as_nobody(fd: &OwnedFd, request: &[u8]) -> bool {
     let fd = fd.as_raw_fd();
     // SAFETY: the child only makes async-signal-safe system calls and _exits.
     match unsafe { libc::fork() } {
