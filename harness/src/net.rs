@@ -490,7 +490,16 @@ fn payload(guest_if: &str, iperf_out: Option<&Path>) -> String {
     );
     if let Some(out) = iperf_out {
         s.push_str(&iperf::guest_setup(out));
+        // The interface's byte counters around the upload: see
+        // `no_echo`.
+        s.push_str(&format!(
+            "ctr() {{ cat /sys/class/net/{guest_if}/statistics/$1_bytes; }}; \
+             rx0=$(ctr rx); tx0=$(ctr tx); "
+        ));
         s.push_str(&iperf::guest_run("up", HOST_ADDR, IPERF_SECS, false));
+        s.push_str(&format!(
+            "echo \"{MARK} upload-bytes $(($(ctr rx) - rx0)) $(($(ctr tx) - tx0))\"; "
+        ));
         s.push_str(&iperf::guest_run("down", HOST_ADDR, IPERF_SECS, true));
     }
     s.push_str(&format!(
@@ -516,6 +525,36 @@ fn no_complaints(console: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// While the guest uploads, it receives only the host's acknowledgements,
+/// a few percent of what it sends. A transport that hands the guest its
+/// own frames back (the `raw` transport did, before patch 0023, through
+/// the host's packet taps) makes it receive as much as it sends.
+/// Returns the fraction received.
+fn no_echo(console: &str) -> Result<f64> {
+    let w = mark_words(console, "upload-bytes")
+        .with_context(|| format!("no `{MARK} upload-bytes RX TX` line on the console"))?;
+    let [rx, tx] = w.as_slice() else {
+        bail!("`{MARK} upload-bytes` has {} words, expected 2", w.len());
+    };
+    let (rx, tx): (u64, u64) = (rx.parse()?, tx.parse()?);
+    if tx == 0 {
+        bail!("the interface's tx_bytes did not grow during the upload");
+    }
+    let fraction = rx as f64 / tx as f64;
+    if fraction > MAX_UPLOAD_RX_FRACTION {
+        bail!(
+            "during the upload the guest received {rx} bytes for {tx} sent ({:.0}%): it reads \
+             back frames it sent",
+            fraction * 100.0
+        );
+    }
+    Ok(fraction)
+}
+
+/// What [`no_echo`] allows: TCP acknowledges every second segment or
+/// more, 66 bytes for up to 64 KiB with TSO, 1500 without.
+const MAX_UPLOAD_RX_FRACTION: f64 = 0.1;
 
 /// Busybox ping's statistics: (transmitted, received, the two summary lines).
 fn ping_stats(console: &str) -> Option<(u32, u32, String)> {
@@ -755,6 +794,11 @@ fn boot_and_check(
         let checked =
             check_iperf(dir.path(), &server).map_err(|e| anyhow!("{e:#}\n{}", quote()))?;
         fact.push_str(&checked);
+        let echo = no_echo(console).map_err(|e| anyhow!("{e:#}\n{}", quote()))?;
+        fact.push_str(&format!(
+            "; received {:.2}% of the bytes sent while uploading",
+            echo * 100.0
+        ));
     }
     Ok(fact)
 }
@@ -830,6 +874,12 @@ round-trip min/avg/max = 0.301/0.406/0.512 ms
 
     #[test]
     fn kernel_complaints() {
+        assert!((no_echo("@@NET upload-bytes 10 1000\n").unwrap() - 0.01).abs() < 1e-9);
+        let e = no_echo("@@NET upload-bytes 1000 1000\n").unwrap_err();
+        assert!(e.to_string().contains("reads back"), "{e}");
+        assert!(no_echo("@@NET upload-bytes 0 0\n").is_err());
+        assert!(no_echo("@@NET upload-bytes 5\n").is_err());
+        assert!(no_echo("").is_err());
         no_complaints("x\n@@NET kwarn 0\n").unwrap();
         let e = no_complaints("@@NET kwarn 2\n").unwrap_err();
         assert!(e.to_string().contains("logged 2 message(s)"), "{e}");
