@@ -12,10 +12,18 @@
 //!
 //! In the guest, the host's iperf3 client (see [`crate::iperf`]) runs for
 //! `--seconds` each: guest to host and `-R` over the tap, then over the
-//! veth. The figure is the receiver's rate. The guest then waits idle;
-//! the harness sends `--requests` mconsole `version` requests, one at a
-//! time, over the console's Unix datagram socket, timing each from send to
-//! reply, and takes their median; then it lets the guest end.
+//! veth. The figure is the receiver's rate.
+//!
+//! The console's latency is measured after each round's network boots,
+//! with every kernel booted at once, idle, on the same CPU. One harness
+//! thread sends `--requests` mconsole `version` requests to each, one at a
+//! time over the console's Unix datagram socket, timing each from send to
+//! reply: [`BLOCK`] to one kernel, then [`BLOCK`] to the next, the order
+//! reversed every block. The figure is the median of each kernel's
+//! requests. Requests to separate boots differed by up to a fifth from
+//! boot to boot (how the host and the hypervisor happened to wake the
+//! idle CPU); alternating in blocks within one period of time makes both
+//! kernels see the same conditions.
 //!
 //! The table shows per figure the median, min and max over the rounds and
 //! the ratio of each kernel's median to the C kernel's (throughput: higher
@@ -24,7 +32,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -43,9 +51,10 @@ use crate::paths::Ctx;
 /// [`net::GUEST_ADDR`]).
 const RAW_HOST: Ipv4Addr = Ipv4Addr::new(10, 199, 2, 1);
 const RAW_GUEST: Ipv4Addr = Ipv4Addr::new(10, 199, 2, 2);
-/// The guest's port the harness connects to when it is done with the guest.
-const GO_PORT: u16 = 7000;
+/// What the console phase's guests print when they are up.
 const IDLE: &str = "@@NET idle";
+/// Requests in a row to one kernel in the console phase.
+const BLOCK: u32 = 100;
 
 /// The iperf3 tests of one boot: report name, server address, `-R`, and
 /// the figure's name in the table.
@@ -71,9 +80,6 @@ fn guest_script(out: &Path, secs: u32) -> String {
     for (name, server, reverse, _) in TESTS {
         s.push_str(&iperf::guest_run(name, *server, secs, *reverse));
     }
-    s.push_str(&format!(
-        "echo {IDLE}; nc -l -p {GO_PORT} </dev/null >/dev/null"
-    ));
     s
 }
 
@@ -91,8 +97,10 @@ fn median_us(lat: &[Duration]) -> Option<f64> {
     summarize(&us).map(|s| s.median)
 }
 
-/// Times `n` `version` requests to the console at `sock`, one at a time.
-fn time_mconsole(sock: &Path, n: u32, cpu: Option<usize>) -> Result<Vec<Duration>> {
+/// Times `n` `version` requests to each console of `socks`, one at a time,
+/// in blocks of [`BLOCK`] per console, the order of the consoles reversed
+/// every block. The latencies per console, in the order of `socks`.
+fn time_mconsoles(socks: &[PathBuf], n: u32, cpu: Option<usize>) -> Result<Vec<Vec<Duration>>> {
     let dir = tempfile::Builder::new()
         .prefix("uml-bench-net-")
         .tempdir()
@@ -106,20 +114,39 @@ fn time_mconsole(sock: &Path, n: u32, cpu: Option<usize>) -> Result<Vec<Duration
             }
             let c = mconsole::Client::bind(dir.path(), "client")?;
             let wait = Duration::from_secs(5);
-            // One untimed request: the reply must be a version.
-            let first = c.ask(sock, "version", wait)?;
-            match first.as_slice() {
-                [r] if r.err == 0 && r.text.starts_with(b"Linux") => {}
-                _ => bail!("mconsole `version` answered {first:?}"),
-            }
-            let mut lat = Vec::with_capacity(n as usize);
-            for i in 0..n {
-                let t = Instant::now();
+            let ask = |sock: &Path, i: u32| -> Result<()> {
                 let r = c.ask(sock, "version", wait)?;
-                lat.push(t.elapsed());
-                if r.len() != 1 || r[0].err != 0 {
-                    bail!("mconsole `version` request {i} answered {r:?}");
+                match r.as_slice() {
+                    [r] if r.err == 0 && r.text.starts_with(b"Linux") => Ok(()),
+                    _ => bail!(
+                        "mconsole `version` request {i} to {} answered {r:?}",
+                        sock.display()
+                    ),
                 }
+            };
+            // One untimed request each: the reply must be a version.
+            for sock in socks {
+                ask(sock, 0)?;
+            }
+            let mut lat = vec![Vec::with_capacity(n as usize); socks.len()];
+            let mut done = 0;
+            let mut block = 0;
+            while done < n {
+                let count = BLOCK.min(n - done);
+                let order: Vec<usize> = if block % 2 == 0 {
+                    (0..socks.len()).collect()
+                } else {
+                    (0..socks.len()).rev().collect()
+                };
+                for k in order {
+                    for i in done..done + count {
+                        let t = Instant::now();
+                        ask(&socks[k], i + 1)?;
+                        lat[k].push(t.elapsed());
+                    }
+                }
+                done += count;
+                block += 1;
             }
             Ok(lat)
         })
@@ -128,7 +155,53 @@ fn time_mconsole(sock: &Path, n: u32, cpu: Option<usize>) -> Result<Vec<Duration
     })
 }
 
-/// One boot: the iperf3 tests and the console's latency.
+/// The console phase of a round: every kernel booted at once, idle, on
+/// the kernels' CPU; their median `version` round trips in microseconds,
+/// in the order of `kernels`.
+fn console_round(
+    ctx: &Ctx,
+    kernels: &[(String, PathBuf)],
+    args: &BenchNetArgs,
+    (uml_cpu, host_cpu): (Option<usize>, Option<usize>),
+) -> Result<Vec<f64>> {
+    let mut guests = Vec::new();
+    for (name, kernel) in kernels {
+        let mut spec = BootSpec::new(
+            kernel.clone(),
+            vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("echo {IDLE}; exec sleep 100000"),
+            ],
+        );
+        spec.cpu = uml_cpu;
+        spec.extra_args = vec!["quiet".into()];
+        // Ended by `stop` below; the timeout only bounds the boot.
+        spec.timeout = Duration::from_secs(180);
+        let mut guest =
+            Guest::start(&spec, ctx).with_context(|| format!("booting kernel {name}"))?;
+        guest
+            .wait_for_console(IDLE, spec.timeout)
+            .with_context(|| format!("booting kernel {name}"))?;
+        guests.push(guest);
+    }
+    let socks: Vec<PathBuf> = guests
+        .iter()
+        .map(|g| g.umid_dir().join("mconsole"))
+        .collect();
+    let lat = time_mconsoles(&socks, args.requests, host_cpu);
+    for g in guests {
+        g.stop()?;
+    }
+    lat?.iter()
+        .zip(kernels)
+        .map(|(l, (name, _))| {
+            median_us(l).with_context(|| format!("no mconsole requests timed on {name}"))
+        })
+        .collect()
+}
+
+/// One boot: the iperf3 tests.
 fn one_boot(
     ctx: &Ctx,
     kernel: &Path,
@@ -177,18 +250,7 @@ fn boot_in(
     ];
     let run_time = Duration::from_secs(u64::from(args.seconds + 5) * TESTS.len() as u64);
     spec.timeout = run_time + Duration::from_secs(180);
-    let mut guest = Guest::start(&spec, ctx)?;
-    guest.wait_for_console(IDLE, spec.timeout)?;
-    let sock = guest.umid_dir().join("mconsole");
-    let lat = time_mconsole(&sock, args.requests, host_cpu);
-    // Let the guest end, whatever the timing gave.
-    let go = ns.run(|| {
-        let to = SocketAddr::V4(SocketAddrV4::new(net::GUEST_ADDR, GO_PORT));
-        TcpStream::connect_timeout(&to, Duration::from_secs(10))
-            .with_context(|| format!("connecting to the guest at {to}"))
-    });
-    drop(go);
-    let outcome = guest.wait()?;
+    let outcome = Guest::start(&spec, ctx)?.wait()?;
     if outcome.exit_code != 0 {
         bail!(
             "the guest's script exited with status {}\n{}",
@@ -216,11 +278,6 @@ fn boot_in(
         iperf::check_pair(figure, &c, s, 1)?;
         sample.insert(figure.to_string(), c.receiver_bps / 1e6);
     }
-    let lat = lat?;
-    sample.insert(
-        MCONSOLE.to_string(),
-        median_us(&lat).context("no mconsole requests timed")?,
-    );
     Ok(sample)
 }
 
@@ -341,7 +398,8 @@ pub fn run(ctx: &Ctx, args: &BenchNetArgs) -> Result<()> {
     let cpus = cpus()?;
     println!(
         "# bench-net: UML on CPU {}, the host's iperf3 server and mconsole client on {}; \
-         iperf3 {} s per test, {} mconsole requests per boot",
+         iperf3 {} s per test; {} mconsole requests per kernel and round, all kernels booted \
+         at once, in blocks of {BLOCK}",
         cpus.0.map_or("any".into(), |c| c.to_string()),
         cpus.1.map_or("any".into(), |c| c.to_string()),
         args.seconds,
@@ -353,11 +411,19 @@ pub fn run(ctx: &Ctx, args: &BenchNetArgs) -> Result<()> {
         for (name, kernel) in &kernels {
             let s = one_boot(ctx, kernel, args, cpus)
                 .with_context(|| format!("round {round}, kernel {name}"))?;
+            samples.entry(name.clone()).or_default().push(s);
+        }
+        let lat = console_round(ctx, &kernels, args, cpus)
+            .with_context(|| format!("round {round}, the console phase"))?;
+        for ((name, _), us) in kernels.iter().zip(lat) {
+            let Some(s) = samples.get_mut(name).and_then(|v| v.last_mut()) else {
+                continue;
+            };
+            s.insert(MCONSOLE.to_string(), us);
             let line: Vec<String> = figures()
                 .filter_map(|f| s.get(f).map(|v| format!("{f} {v:.1} {}", unit(f))))
                 .collect();
             println!("# bench-net: round {round} {name}: {}", line.join(", "));
-            samples.entry(name.clone()).or_default().push(s);
         }
     }
     let order: Vec<String> = kernels.iter().map(|(n, _)| n.clone()).collect();
@@ -404,7 +470,7 @@ mod tests {
                 "{s}"
             );
         }
-        assert!(s.ends_with("nc -l -p 7000 </dev/null >/dev/null"));
+        assert!(s.ends_with(">/out/raw-down.json || { cat /out/raw-down.json; exit 21; }; "));
         let cmd = vec!["/bin/sh".to_string(), "-c".to_string(), s];
         let enc = crate::protocol::encode_cmd(&cmd).unwrap();
         assert!(enc.len() < 3400, "{}", enc.len());
