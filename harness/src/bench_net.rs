@@ -155,17 +155,27 @@ fn time_mconsoles(socks: &[PathBuf], n: u32, cpu: Option<usize>) -> Result<Vec<V
     })
 }
 
-/// The console phase of a round: every kernel booted at once, idle, on
-/// the kernels' CPU; their median `version` round trips in microseconds,
-/// in the order of `kernels`.
+/// The console phase of round `round`: every kernel booted at once, idle,
+/// on the kernels' CPU; their median `version` round trips in
+/// microseconds, in the order of `kernels`.
+///
+/// Two boots of the same kernel side by side differ by up to 1%, the one
+/// booted later being slower as often as not; so the boot order is
+/// reversed every other round.
 fn console_round(
     ctx: &Ctx,
+    round: usize,
     kernels: &[(String, PathBuf)],
     args: &BenchNetArgs,
     (uml_cpu, host_cpu): (Option<usize>, Option<usize>),
 ) -> Result<Vec<f64>> {
+    let mut order: Vec<usize> = (0..kernels.len()).collect();
+    if round % 2 == 0 {
+        order.reverse();
+    }
     let mut guests = Vec::new();
-    for (name, kernel) in kernels {
+    for &k in &order {
+        let (name, kernel) = &kernels[k];
         let mut spec = BootSpec::new(
             kernel.clone(),
             vec![
@@ -185,10 +195,11 @@ fn console_round(
             .with_context(|| format!("booting kernel {name}"))?;
         guests.push(guest);
     }
-    let socks: Vec<PathBuf> = guests
-        .iter()
-        .map(|g| g.umid_dir().join("mconsole"))
-        .collect();
+    // The sockets in the order of `kernels`.
+    let mut socks = vec![PathBuf::new(); kernels.len()];
+    for (g, &k) in guests.iter().zip(&order) {
+        socks[k] = g.umid_dir().join("mconsole");
+    }
     let lat = time_mconsoles(&socks, args.requests, host_cpu);
     for g in guests {
         g.stop()?;
@@ -413,7 +424,7 @@ pub fn run(ctx: &Ctx, args: &BenchNetArgs) -> Result<()> {
                 .with_context(|| format!("round {round}, kernel {name}"))?;
             samples.entry(name.clone()).or_default().push(s);
         }
-        let lat = console_round(ctx, &kernels, args, cpus)
+        let lat = console_round(ctx, round, &kernels, args, cpus)
             .with_context(|| format!("round {round}, the console phase"))?;
         for ((name, _), us) in kernels.iter().zip(lat) {
             let Some(s) = samples.get_mut(name).and_then(|v| v.last_mut()) else {

@@ -649,21 +649,38 @@ pub fn send_to(fd: RawFd, bytes: &[u8], origin: &[u8], flags: c_int) -> Result<u
     }
 }
 
+/// How long a reply may wait in all for a slow client, counted from the
+/// first time it has to: a reply that never waits never reads the clock.
+pub struct Patience {
+    limit: core::time::Duration,
+    until: Option<std::time::Instant>,
+}
+
+impl Patience {
+    pub fn new(limit: core::time::Duration) -> Self {
+        Patience { limit, until: None }
+    }
+
+    /// Whether waiting some more is still within the limit.
+    fn lasts(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        now < *self.until.get_or_insert(now + self.limit)
+    }
+}
+
 /// [`send_to`], but when the receiver's queue is full (`EAGAIN` on our
 /// non-blocking socket) and `flags` does not say `MSG_DONTWAIT`, sends
-/// again every 200 µs until `deadline`.
+/// again every 200 µs while `patience` lasts.
 pub fn send_to_patiently(
     fd: RawFd,
     bytes: &[u8],
     origin: &[u8],
     flags: c_int,
-    deadline: std::time::Instant,
+    patience: &mut Patience,
 ) -> Result<usize> {
     loop {
         match send_to(fd, bytes, origin, flags) {
-            Err(Errno::EAGAIN)
-                if flags & libc::MSG_DONTWAIT == 0 && std::time::Instant::now() < deadline =>
-            {
+            Err(Errno::EAGAIN) if flags & libc::MSG_DONTWAIT == 0 && patience.lasts() => {
                 std::thread::sleep(core::time::Duration::from_micros(200));
             }
             r => return r,

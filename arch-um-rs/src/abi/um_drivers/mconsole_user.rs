@@ -306,10 +306,11 @@ fn origin(req: &McRequest) -> &[u8] {
 /// for at most [`REPLY_PATIENCE`] in all.
 fn send_reply(req: &McRequest, text: &[u8], err: u32, more: u32, flags: c_int) -> c_int {
     let mut buf = [0u8; PACKET_LEN];
-    let deadline = std::time::Instant::now() + REPLY_PATIENCE;
+    let mut patience = mc::Patience::new(REPLY_PATIENCE);
     for packet in mc::reply_packets(text, err, more) {
         let bytes = packet.encode(&mut buf);
-        let sent = mc::send_to_patiently(req.originating_fd, bytes, origin(req), flags, deadline);
+        let sent =
+            mc::send_to_patiently(req.originating_fd, bytes, origin(req), flags, &mut patience);
         if let Err(e) = sent {
             return -(e as c_int);
         }

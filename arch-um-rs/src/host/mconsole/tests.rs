@@ -688,9 +688,9 @@ fn a_full_client_queue_is_waited_for_until_the_deadline() {
     };
     let fd = server.as_raw_fd();
     // Fill the client's queue until the host says EAGAIN.
-    let soon = std::time::Instant::now();
+    let soon = || Patience::new(std::time::Duration::ZERO);
     let mut queued = 0;
-    while send_to_patiently(fd, b"x", origin, 0, soon).is_ok() {
+    while send_to_patiently(fd, b"x", origin, 0, &mut soon()).is_ok() {
         queued += 1;
         assert!(queued < 100_000, "the queue never filled");
     }
@@ -701,19 +701,32 @@ fn a_full_client_queue_is_waited_for_until_the_deadline() {
         client.recv(&mut b).unwrap();
         client
     });
-    let later = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    assert_eq!(send_to_patiently(fd, b"y", origin, 0, later), Ok(1));
+    let later = || Patience::new(std::time::Duration::from_secs(5));
+    assert_eq!(send_to_patiently(fd, b"y", origin, 0, &mut later()), Ok(1));
     let client = reader.join().unwrap();
     // With MSG_DONTWAIT, or once the deadline passed, EAGAIN comes back.
     assert_eq!(
-        send_to_patiently(fd, b"z", origin, libc::MSG_DONTWAIT, later),
+        send_to_patiently(fd, b"z", origin, libc::MSG_DONTWAIT, &mut later()),
         Err(Errno::EAGAIN)
     );
     assert_eq!(
-        send_to_patiently(fd, b"z", origin, 0, soon),
+        send_to_patiently(fd, b"z", origin, 0, &mut soon()),
         Err(Errno::EAGAIN)
     );
     drop(client);
+}
+
+#[test]
+fn patience_counts_from_the_first_wait() {
+    let mut p = Patience::new(std::time::Duration::from_millis(20));
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    assert!(
+        p.lasts(),
+        "the clock starts at the first wait, not at new()"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    assert!(!p.lasts(), "and runs for the whole reply");
+    assert!(!Patience::new(std::time::Duration::ZERO).lasts());
 }
 
 fn zeroed_sockaddr() -> libc::sockaddr_un {
