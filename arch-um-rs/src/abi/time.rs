@@ -8,11 +8,15 @@
 use core::ffi::{c_int, c_longlong, c_ulonglong, c_void};
 use core::sync::atomic::{AtomicPtr, Ordering};
 
-use crate::host::timer::{self, TimerId};
+use crate::host::timer::{self, SetRecord, TimerId};
 
 /// The host timer behind UML's clock events (null until `os_timer_create`,
 /// like the C's zero-initialised `timer_t`).
 static EVENT_TIMER: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
+
+/// What the event timer was last set to: the idle loop's answer to
+/// whether it is armed, without a `timer_gettime` per idle entry.
+static EVENT_TIMER_SET: SetRecord = SetRecord::new();
 
 fn event_timer() -> TimerId {
     TimerId::from_raw(EVENT_TIMER.load(Ordering::Relaxed))
@@ -30,6 +34,7 @@ pub extern "C" fn os_timer_create() -> c_int {
     match TimerId::create(libc::CLOCK_MONOTONIC) {
         Ok(t) => {
             EVENT_TIMER.store(t.as_raw(), Ordering::Relaxed);
+            EVENT_TIMER_SET.disarmed(true);
             0
         }
         Err(_) => -1,
@@ -39,7 +44,9 @@ pub extern "C" fn os_timer_create() -> c_int {
 /// Periodic mode: first expiry and period both `nsecs`. 0 or -errno.
 #[cfg_attr(feature = "os-time", unsafe(no_mangle))]
 pub extern "C" fn os_timer_set_interval(nsecs: c_ulonglong) -> c_int {
-    match event_timer().set(nsecs, nsecs) {
+    let r = event_timer().set(nsecs, nsecs);
+    EVENT_TIMER_SET.periodic(nsecs, r.is_ok());
+    match r {
         Ok(()) => 0,
         Err(e) => -(e as c_int),
     }
@@ -49,14 +56,17 @@ pub extern "C" fn os_timer_set_interval(nsecs: c_ulonglong) -> c_int {
 /// failure is not reported, as in the C layer).
 #[cfg_attr(feature = "os-time", unsafe(no_mangle))]
 pub extern "C" fn os_timer_one_shot(nsecs: c_ulonglong) -> c_int {
-    let _ = event_timer().set(nsecs, 0);
+    let began = timer::clock_ns(libc::CLOCK_MONOTONIC);
+    let r = event_timer().set(nsecs, 0);
+    EVENT_TIMER_SET.one_shot(began, nsecs, r.is_ok());
     0
 }
 
 /// Disarms the event timer.
 #[cfg_attr(feature = "os-time", unsafe(no_mangle))]
 pub extern "C" fn os_timer_disable() {
-    let _ = event_timer().disarm();
+    let r = event_timer().disarm();
+    EVENT_TIMER_SET.disarmed(r.is_ok());
 }
 
 /// Monotonic time in nanoseconds.
@@ -68,7 +78,7 @@ pub extern "C" fn os_nsecs() -> c_longlong {
 /// Sleeps until a signal arrives if the event timer is armed.
 #[cfg_attr(feature = "os-time", unsafe(no_mangle))]
 pub extern "C" fn os_idle_sleep() {
-    timer::idle_sleep(event_timer());
+    timer::idle_sleep(event_timer(), &EVENT_TIMER_SET);
 }
 
 #[cfg(test)]

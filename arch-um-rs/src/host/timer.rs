@@ -5,6 +5,7 @@
 //! allocation, no locks, only direct system calls through the C library.
 
 use core::ffi::c_int;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
 
@@ -135,12 +136,89 @@ impl TimerId {
     }
 }
 
+/// What a timer was last set to, kept by whoever sets it, so that the idle
+/// loop can tell whether it is armed without asking the host
+/// (`timer_gettime`, a system call on every idle entry).
+///
+/// One word, for an atomic: [`Self::DISARMED`], [`Self::PERIODIC`],
+/// [`Self::UNKNOWN`] (a setting failed, or nothing was recorded: ask the
+/// host), or for a one-shot timer a time on `CLOCK_MONOTONIC` read before
+/// it was set, so no later than its expiry. Before that time the timer is
+/// surely armed; after it, it may have fired, and the host is asked as
+/// before.
+///
+/// The records must not interleave: UML sets its timer from the clock
+/// event callbacks, with interrupts off, so no signal handler sets it
+/// between a setting and its record.
+pub struct SetRecord(AtomicU64);
+
+impl SetRecord {
+    const DISARMED: u64 = 0;
+    const UNKNOWN: u64 = 1;
+    const PERIODIC: u64 = u64::MAX;
+
+    pub const fn new() -> Self {
+        Self(AtomicU64::new(Self::UNKNOWN))
+    }
+
+    fn store(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    /// The timer was disarmed (or created), if `ok`.
+    pub fn disarmed(&self, ok: bool) {
+        self.store(if ok { Self::DISARMED } else { Self::UNKNOWN });
+    }
+
+    /// The timer was set to fire every `period_ns` (0 disarms it), if `ok`.
+    pub fn periodic(&self, period_ns: u64, ok: bool) {
+        self.store(match (ok, period_ns) {
+            (false, _) => Self::UNKNOWN,
+            (true, 0) => Self::DISARMED,
+            (true, _) => Self::PERIODIC,
+        });
+    }
+
+    /// The timer was set to fire once, `value_ns` after a call that began
+    /// at `began_ns` (`CLOCK_MONOTONIC`), if `ok`.
+    pub fn one_shot(&self, began_ns: i64, value_ns: u64, ok: bool) {
+        self.store(match (ok, value_ns) {
+            (false, _) => Self::UNKNOWN,
+            (true, 0) => Self::DISARMED,
+            // Clamped off the other encodings; a time too early or too
+            // late only makes the host be asked.
+            (true, _) => (began_ns.max(0) as u64)
+                .saturating_add(value_ns)
+                .clamp(Self::UNKNOWN + 1, Self::PERIODIC - 1),
+        });
+    }
+
+    /// Whether the timer is armed, if that is known for sure; `now` reads
+    /// `CLOCK_MONOTONIC`, only for a one-shot timer.
+    pub fn armed(&self, now: impl FnOnce() -> i64) -> Option<bool> {
+        match self.0.load(Ordering::Relaxed) {
+            Self::DISARMED => Some(false),
+            Self::PERIODIC => Some(true),
+            Self::UNKNOWN => None,
+            before_expiry => ((now().max(0) as u64) < before_expiry).then_some(true),
+        }
+    }
+}
+
+impl Default for SetRecord {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Sleeps until a signal arrives, but only if `timer` is armed, so the idle
-/// loop cannot sleep forever. SIGALRM is blocked while the timer is read, so
-/// an expiry in between is not lost: `sigsuspend` restores the previous mask
-/// and returns once the pending SIGALRM (or any other signal) is handled.
-/// Afterwards SIGALRM is unblocked, whatever the mask was before.
-pub fn idle_sleep(timer: TimerId) {
+/// loop cannot sleep forever. SIGALRM is blocked while the timer's state is
+/// looked at, so an expiry in between is not lost: `sigsuspend` restores the
+/// previous mask and returns once the pending SIGALRM (or any other signal)
+/// is handled. Afterwards SIGALRM is unblocked, whatever the mask was
+/// before. Whether the timer is armed comes from `record` where it knows,
+/// from the host otherwise.
+pub fn idle_sleep(timer: TimerId, record: &SetRecord) {
     // sigsuspend and sigprocmask only change this thread's mask.
     // SAFETY: the sigsets are initialised by sigemptyset/sigprocmask before use.
     unsafe {
@@ -149,7 +227,10 @@ pub fn idle_sleep(timer: TimerId) {
         libc::sigemptyset(&mut alarm);
         libc::sigaddset(&mut alarm, libc::SIGALRM);
         libc::sigprocmask(libc::SIG_BLOCK, &alarm, &mut old);
-        if timer.is_armed() {
+        let armed = record
+            .armed(|| clock_ns(libc::CLOCK_MONOTONIC))
+            .unwrap_or_else(|| timer.is_armed());
+        if armed {
             libc::sigsuspend(&old);
         }
         libc::sigprocmask(libc::SIG_UNBLOCK, &alarm, core::ptr::null_mut());
@@ -299,8 +380,9 @@ mod tests {
     fn idle_sleep_waits_for_armed_timer_only() {
         let t = thread_timer();
         // Disarmed: returns at once, and leaves SIGALRM unblocked.
+        let unknown = SetRecord::new();
         let start = Instant::now();
-        idle_sleep(t);
+        idle_sleep(t, &unknown);
         assert!(start.elapsed() < Duration::from_millis(100));
         let mut mask: libc::sigset_t = unsafe_zeroed_sigset();
         // SAFETY: reading this thread's mask into a valid sigset.
@@ -309,19 +391,61 @@ mod tests {
         assert_eq!(unsafe { libc::sigismember(&mask, libc::SIGALRM) }, 0);
 
         // Armed: sleeps until the (thread-directed) SIGALRM is handled.
-        let start = Instant::now();
-        t.set(60_000_000, 0).unwrap();
-        idle_sleep(t);
-        let took = start.elapsed();
-        assert!(
-            took >= Duration::from_millis(50),
-            "woke too early: {took:?}"
-        );
-        assert!(
-            took < Duration::from_millis(1500),
-            "woke too late: {took:?}"
-        );
+        // Asking the host, and with the setting recorded.
+        for recorded in [false, true] {
+            let record = SetRecord::new();
+            let start = Instant::now();
+            let began = clock_ns(libc::CLOCK_MONOTONIC);
+            t.set(60_000_000, 0).unwrap();
+            if recorded {
+                record.one_shot(began, 60_000_000, true);
+            }
+            idle_sleep(t, &record);
+            let took = start.elapsed();
+            assert!(
+                took >= Duration::from_millis(50),
+                "woke too early: {took:?} (recorded: {recorded})"
+            );
+            assert!(
+                took < Duration::from_millis(1500),
+                "woke too late: {took:?} (recorded: {recorded})"
+            );
+        }
         t.delete().unwrap();
+    }
+
+    #[test]
+    fn a_set_record_knows_only_what_is_sure() {
+        let r = SetRecord::new();
+        let never = || -> i64 { panic!("the clock is read only for a one-shot timer") };
+        assert_eq!(r.armed(never), None, "nothing recorded: ask the host");
+        r.disarmed(true);
+        assert_eq!(r.armed(never), Some(false));
+        r.periodic(5, true);
+        assert_eq!(r.armed(never), Some(true));
+        r.periodic(0, true);
+        assert_eq!(r.armed(never), Some(false), "a zero period disarms");
+        r.one_shot(1000, 500, true);
+        assert_eq!(r.armed(|| 1499), Some(true));
+        assert_eq!(r.armed(|| 1500), None, "it may have fired: ask");
+        r.one_shot(1000, 0, true);
+        assert_eq!(r.armed(never), Some(false));
+        // A failed setting leaves the state unknown.
+        let failures: [&dyn Fn(&SetRecord); 3] =
+            [&|r| r.disarmed(false), &|r| r.periodic(5, false), &|r| {
+                r.one_shot(1000, 500, false)
+            }];
+        for fail in failures {
+            r.disarmed(true);
+            fail(&r);
+            assert_eq!(r.armed(never), None);
+        }
+        // Times that would read as another state are clamped.
+        r.one_shot(-5, 1, true);
+        assert_eq!(r.armed(|| 1), Some(true));
+        assert_eq!(r.armed(|| 2), None);
+        r.one_shot(i64::MAX, u64::MAX, true);
+        assert_eq!(r.armed(|| i64::MAX), Some(true));
     }
 
     fn unsafe_zeroed_sigset() -> libc::sigset_t {
