@@ -159,8 +159,8 @@ fn time_mconsoles(socks: &[PathBuf], n: u32, cpu: Option<usize>) -> Result<Vec<V
 /// on the kernels' CPU; their median `version` round trips in
 /// microseconds, in the order of `kernels`.
 ///
-/// Two boots of the same kernel side by side differ by up to 1%, the one
-/// booted later being slower as often as not; so the boot order is
+/// Two boots of the same kernel side by side differed by up to 1%, the
+/// first or the second booted being the faster one, so the boot order is
 /// reversed every other round.
 fn console_round(
     ctx: &Ctx,
