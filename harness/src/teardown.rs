@@ -622,7 +622,7 @@ pub fn check_reaped(f: &mut Findings) {
 /// The instance's live host processes now, with a minimum count (the checks are
 /// blind without them).
 fn running(tracker: &Tracker, f: &mut Findings) -> Vec<ProcStat> {
-    let live = tracker.sample_now();
+    let live = settled_sample(tracker);
     let others = live.iter().filter(|p| p.pid != tracker.kernel).count();
     if others < MIN_PROCESSES {
         f.problem(format!(
@@ -633,6 +633,31 @@ fn running(tracker: &Tracker, f: &mut Findings) -> Vec<ProcStat> {
         ));
     }
     live
+}
+
+/// The instance's live host processes once two scans [`SAMPLE_EVERY`]
+/// apart found the same ones (at most after [`GRACE`]).
+///
+/// The payload prints its mark while its `sleep &` children may still be
+/// in `execve`, which gives each a new host process. A reboot or halt sent
+/// then found a process the scan had not seen, and the kernel half's
+/// `kill_off_processes` (both layers) misses a task whose new address
+/// space is not installed yet: its host process outlived the reboot,
+/// holding the old memory, until the halt. The cases test what the kernel
+/// leaves of the processes it knows, so they wait for the payload to be
+/// still.
+fn settled_sample(tracker: &Tracker) -> Vec<ProcStat> {
+    let keys = |v: &[ProcStat]| v.iter().map(ProcStat::key).collect::<BTreeSet<Key>>();
+    let deadline = Instant::now() + GRACE;
+    let mut last = tracker.sample_now();
+    loop {
+        std::thread::sleep(SAMPLE_EVERY);
+        let now = tracker.sample_now();
+        if keys(&now) == keys(&last) || Instant::now() >= deadline {
+            return now;
+        }
+        last = now;
+    }
 }
 
 /// The umid directory must be gone after a clean exit.
